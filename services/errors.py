@@ -1,0 +1,137 @@
+"""Typed errors with messages a Salesforce admin can act on.
+
+The whole hierarchy at a glance::
+
+    OffloadError
+    ├── ConfigError                 a variable is missing or malformed (start-up)
+    ├── CallerRejected        401   missing/stale/mismatched signature or key
+    │   └── WrongOrg          403   OrganizationId not in OFFLOAD_ORG_IDS
+    ├── InvalidRequest        400   malformed JSON/XML, schema errors (``fields``)
+    ├── UnknownProcess        404   no such process in the registry
+    ├── PayloadTooLarge       413   body over the configured cap
+    ├── UnsupportedMediaType  415   wrong Content-Type
+    ├── EnqueueFailed         503   Redis refused or is down: never ACK
+    └── JobFailed                   raised inside a job
+        ├── PermanentJobError       retrying cannot help (fail now)
+        │   ├── ImageRejected       not an allowed image, a bomb, corrupt, too big
+        │   └── SalesforcePermanentError   NOT_FOUND, INVALID_FIELD, ...
+        └── TransientJobError       retry with backoff
+            └── SalesforceTransientError   503, UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED, ...
+
+Each HTTP-facing error carries ``status_code`` and ``code`` (a stable,
+SCREAMING_SNAKE identifier, like Salesforce's own ``errorCode``) and renders as
+``{"error": {"code", "message", "fields"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OffloadError(Exception):
+    """Base of every error Offload raises on purpose."""
+
+    status_code: int = 500
+    code: str = "OFFLOAD_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, fields: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.fields = fields or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body shared by every endpoint."""
+        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+
+
+class ConfigError(OffloadError):
+    """A setting is missing or malformed; the message names the variable to set."""
+
+    code = "CONFIG_ERROR"
+
+
+class CallerRejected(OffloadError):
+    """The caller could not prove who it is (signature, API key, freshness)."""
+
+    status_code = 401
+    code = "UNAUTHENTICATED"
+
+
+class WrongOrg(CallerRejected):
+    """The message comes from a Salesforce org that is not in OFFLOAD_ORG_IDS."""
+
+    status_code = 403
+    code = "ORG_NOT_ALLOWED"
+
+
+class InvalidRequest(OffloadError):
+    """The request is malformed or fails validation; ``fields`` says where."""
+
+    status_code = 400
+    code = "INVALID_REQUEST"
+
+
+class UnknownProcess(OffloadError):
+    """No process of that name is registered in ``workers``."""
+
+    status_code = 404
+    code = "UNKNOWN_PROCESS"
+
+
+class PayloadTooLarge(OffloadError):
+    """The body is larger than the receiver accepts."""
+
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(OffloadError):
+    """The Content-Type is not one this endpoint speaks."""
+
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class EnqueueFailed(OffloadError):
+    """The job could not be stored durably; Salesforce must retry."""
+
+    status_code = 503
+    code = "ENQUEUE_FAILED"
+
+
+class JobFailed(OffloadError):
+    """Raised inside a job. Subclasses decide whether RQ retries it."""
+
+    code = "JOB_FAILED"
+
+
+class PermanentJobError(JobFailed):
+    """Retrying cannot help: the job fails at once with this message."""
+
+    code = "PERMANENT_ERROR"
+
+
+class TransientJobError(JobFailed):
+    """Worth retrying later (Salesforce busy, lock contention, timeouts)."""
+
+    code = "TRANSIENT_ERROR"
+
+
+class ImageRejected(PermanentJobError):
+    """The file is not an image we accept: wrong format, a decompression bomb, corrupt or too big."""
+
+    code = "IMAGE_REJECTED"
+
+
+class SalesforcePermanentError(PermanentJobError):
+    """Salesforce refused the call for a reason retrying won't fix (``code`` is Salesforce's errorCode)."""
+
+    code = "SALESFORCE_ERROR"
+
+
+class SalesforceTransientError(TransientJobError):
+    """Salesforce is busy or briefly unavailable (``code`` is Salesforce's errorCode or HTTP status)."""
+
+    code = "SALESFORCE_UNAVAILABLE"
