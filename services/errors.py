@@ -8,6 +8,7 @@ The whole hierarchy at a glance::
     │   └── WrongOrg          403   OrganizationId not in OFFLOAD_ORG_IDS
     ├── InvalidRequest        400   malformed JSON/XML, schema errors (``fields``)
     ├── UnknownProcess        404   no such process in the registry
+    ├── JobNotFound           404   no job with that id
     ├── PayloadTooLarge       413   body over the configured cap
     ├── UnsupportedMediaType  415   wrong Content-Type
     ├── EnqueueFailed         503   Redis refused or is down: never ACK
@@ -78,6 +79,13 @@ class UnknownProcess(OffloadError):
 
     status_code = 404
     code = "UNKNOWN_PROCESS"
+
+
+class JobNotFound(OffloadError):
+    """No job with that id (finished jobs are kept for a day)."""
+
+    status_code = 404
+    code = "JOB_NOT_FOUND"
 
 
 class PayloadTooLarge(OffloadError):

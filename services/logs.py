@@ -1,0 +1,108 @@
+"""Structured logs: one line per event, in logfmt (Heroku's style) or JSON.
+
+Every line carries the ids that let an operator follow one piece of work
+through the receiver, Redis and a worker: ``request_id``, ``job_id``,
+``process``, ``org_id``, ``record_id`` and ``attempt``. They are bound once
+with :func:`log_context` (a ``contextvars`` scope, so concurrent requests
+don't mix) and added to every line logged inside it.
+
+Secrets never reach a log line: values of keys that look like secrets are
+replaced by ``[redacted]`` whatever the caller passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+CONTEXT_KEYS = ("request_id", "job_id", "process", "org_id", "record_id", "attempt")
+_SECRET_MARKERS = ("secret", "token", "password", "session", "authorization", "private_key", "signature")
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("offload_log_context", default=None)
+
+
+@contextlib.contextmanager
+def log_context(**values: Any) -> Iterator[None]:
+    """Bind ids (``job_id=...``, ``record_id=...``) to every log line inside the ``with`` block."""
+    merged = {**(_context.get() or {}), **{k: v for k, v in values.items() if v is not None}}
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind(**values: Any) -> None:
+    """Add ids to the current context (for the rest of the current request or job)."""
+    _context.set({**(_context.get() or {}), **{k: v for k, v in values.items() if v is not None}})
+
+
+def current_context() -> dict[str, Any]:
+    """The ids bound right now."""
+    return dict(_context.get() or {})
+
+
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    fields.update(_context.get() or {})
+    extra = getattr(record, "fields", None)
+    if isinstance(extra, dict):
+        fields.update(extra)
+    if record.exc_info and record.exc_info[0] is not None:
+        fields["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+    return {k: ("[redacted]" if _is_secret(k) else v) for k, v in fields.items()}
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(ch in text for ch in ' ="\\\n'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``at=... level=info logger=... msg="..." job_id=... record_id=...``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log drains that parse JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str, ensure_ascii=False)
+
+
+def configure_logging(log_format: str = "logfmt", level: str = "INFO") -> None:
+    """Send every logger to stdout in one format. Call once per entry point (web, worker, CLI)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_offload", False):
+            root.removeHandler(existing)
+    handler._offload = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one event with extra key=value fields (``event(log, "job enqueued", queue="resize-image")``)."""
+    logger.log(level, msg, extra={"fields": fields})

@@ -1,0 +1,64 @@
+"""Run the suite exactly as the Procfile says.
+
+The two Procfile lines are the contract for running Offload: Heroku, ``honcho
+start``, ``offload dev``, the demo and the integration tests all start
+``web`` and ``worker`` from them, so none of them can drift from production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCFILE = ROOT / "Procfile"
+
+
+def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
+    """``{"web": "gunicorn ...", "worker": "python -m workers"}``."""
+    return {name: proc.cmd for name, proc in parse_procfile(path.read_text()).processes.items()}
+
+
+def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child: ours plus overrides, with this interpreter's bin first on PATH.
+
+    Putting ``sys.executable``'s directory first makes ``gunicorn`` and
+    ``python`` in the Procfile resolve to the same virtualenv we run in.
+    """
+    env = {**os.environ, **overrides}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def spawn(name: str, overrides: Mapping[str, str], **popen_kwargs: object) -> subprocess.Popen[bytes]:
+    """Start one Procfile process (through ``sh -c`` so ``$PORT`` expands, as on Heroku)."""
+    command = procfile_commands()[name]
+    return subprocess.Popen(  # noqa: S603 - the command comes from our own Procfile
+        ["/bin/sh", "-c", f"exec {command}"],
+        cwd=ROOT,
+        env=process_env(overrides),
+        start_new_session=True,
+        **popen_kwargs,  # type: ignore[arg-type]
+    )
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 25.0) -> int:
+    """SIGTERM (what Heroku sends), then SIGKILL if it has not exited in ``timeout`` seconds."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode

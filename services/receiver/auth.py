@@ -1,0 +1,101 @@
+"""Who is calling: callout signatures and API keys, and Outbound Message org ids.
+
+Callouts (Apex, Flow) prove themselves one of two ways:
+
+* ``X-Offload-Signature: sha256=<hex>``: HMAC-SHA256 of the raw body with a
+  secret from ``OFFLOAD_CALLOUT_SECRETS`` (see :mod:`services.signing`). A
+  request without a body (``GET /jobs/<id>``) signs its path instead.
+* ``Authorization: Bearer <key>`` with a key from ``OFFLOAD_API_KEYS``.
+
+A body that carries ``sentAt`` more than ``OFFLOAD_SIGNATURE_MAX_AGE`` seconds
+from now is refused, which bounds replays of a captured request. Every
+comparison is constant-time, and no error message ever echoes secret material.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Request
+
+from services.errors import CallerRejected, WrongOrg
+from services.settings import Settings
+from services.sfids import is_valid_id, to_18
+from services.signing import SIGNATURE_HEADER, signature_matches
+
+
+def signed_message(request: Request, body: bytes) -> bytes:
+    """What the signature covers: the raw body, or the path for a request with no body."""
+    return body if body else request.path.encode("utf-8")
+
+
+def authenticate_callout(request: Request, body: bytes, settings: Settings) -> str:
+    """Check the caller's signature or API key; return how it authenticated (for logs).
+
+    Raises:
+        CallerRejected: with code MISSING_CREDENTIALS, SIGNATURE_MISMATCH or API_KEY_MISMATCH.
+    """
+    signature = request.headers.get(SIGNATURE_HEADER)
+    authorization = request.headers.get("Authorization", "")
+    if signature is not None:
+        if not settings.callout_secrets:
+            raise CallerRejected(
+                "Signed callouts are not enabled here: set OFFLOAD_CALLOUT_SECRETS on the Offload app.",
+                code="SIGNATURE_NOT_CONFIGURED",
+            )
+        if signature_matches(signed_message(request, body), signature, settings.callout_secrets):
+            return "signature"
+        raise CallerRejected(
+            f"The {SIGNATURE_HEADER} header does not match the body. Check that the External Credential's "
+            "secret equals one of OFFLOAD_CALLOUT_SECRETS and that the body is signed exactly as sent.",
+            code="SIGNATURE_MISMATCH",
+        )
+    if authorization.lower().startswith("bearer "):
+        presented = authorization[7:].strip().encode("utf-8")
+        matched = False
+        for key in settings.api_keys:
+            matched |= hmac.compare_digest(presented, key.encode("utf-8"))
+        if matched:
+            return "api_key"
+        raise CallerRejected(
+            "The Bearer key is not one of OFFLOAD_API_KEYS.", code="API_KEY_MISMATCH"
+        )
+    raise CallerRejected(
+        f"Missing credentials: send an {SIGNATURE_HEADER} header (HMAC-SHA256 of the body) "
+        "or 'Authorization: Bearer <key>'.",
+        code="MISSING_CREDENTIALS",
+    )
+
+
+def check_fresh(payload: Any, settings: Settings, now: datetime | None = None) -> None:
+    """Refuse a body whose ``sentAt`` is too far from now (stale or from the future)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("sentAt"), str):
+        return
+    try:
+        sent = datetime.fromisoformat(payload["sentAt"].replace("Z", "+00:00"))
+    except ValueError:
+        return  # the schema reports the malformed value with its field name
+    if sent.tzinfo is None:
+        return
+    skew = abs(((now or datetime.now(UTC)) - sent).total_seconds())
+    if skew > settings.signature_max_age:
+        raise CallerRejected(
+            f"sentAt is {int(skew)} seconds from the receiver's clock, more than the "
+            f"{settings.signature_max_age} allowed (OFFLOAD_SIGNATURE_MAX_AGE): send the current time.",
+            code="STALE_REQUEST",
+            fields={"sentAt": ["Too far from now."]},
+        )
+
+
+def check_org(organization_id: str, settings: Settings) -> str:
+    """Return the 18-character org id if it is allowed; raise :class:`WrongOrg` otherwise."""
+    if not is_valid_id(organization_id) or not organization_id.startswith("00D"):
+        raise WrongOrg(f"OrganizationId {organization_id!r} is not a Salesforce org id.")
+    org = to_18(organization_id)
+    if org not in settings.org_ids:
+        raise WrongOrg(
+            f"Org {org} is not allowed to send to this Offload app; add it to OFFLOAD_ORG_IDS if it should be."
+        )
+    return org

@@ -1,0 +1,113 @@
+"""JSON callouts from Apex and Flow: ``POST /callouts/<process>`` and ``GET /jobs/<jobId>``.
+
+A Flow HTTP Callout takes any status >= 300 to its fault path (reference
+section C), so success is 202 (queued) or 200 (a duplicate, or skipped), and
+only refusals are 4xx. Errors are ``{"error": {"code", "message", "fields"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, g, request, url_for
+from marshmallow import ValidationError
+
+from services.errors import InvalidRequest, JobNotFound, UnknownProcess, UnsupportedMediaType
+from services.logs import event, log_context
+from services.queueing import fetch_job
+from services.receiver import intake
+from services.receiver.auth import authenticate_callout, check_fresh
+from services.receiver.jobview import describe_job
+from services.receiver.runtime import get_runtime
+from workers import PROCESSES
+from workers.registry import Process
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("callouts", __name__)
+
+
+def _process(name: str) -> Process:
+    process = PROCESSES.get(name)
+    if process is None:
+        raise UnknownProcess(
+            f"No process named {name!r}. Known processes: {', '.join(sorted(PROCESSES))}.",
+            fields={"process": ["Unknown."]},
+        )
+    return process
+
+
+def _json_body(body: bytes) -> Any:
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Send Content-Type: application/json (got {request.content_type or 'none'})."
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
+
+
+@bp.post("/callouts/<name>")
+def submit_callout(name: str) -> tuple[dict[str, Any], int]:
+    """Authenticate, validate, enqueue, answer: 202 queued, 200 duplicate or skipped."""
+    runtime = get_runtime()
+    process = _process(name)
+    body = request.get_data(cache=False)
+    with log_context(process=name, request_id=intake.request_id()):
+        g.request_id = intake.request_id()
+        authenticate_callout(request, body, runtime.settings)
+        data = _json_body(body)
+        check_fresh(data, runtime.settings)
+        if not isinstance(data, dict):
+            raise InvalidRequest("The body must be a JSON object.", fields={"_schema": ["Not an object."]})
+        try:
+            payload = process.schema().load(data)
+        except ValidationError as exc:
+            raise InvalidRequest(
+                f"The {name} request is not valid; see fields.", code="VALIDATION_FAILED", fields=exc.messages
+            ) from None
+        planned = intake.apply_loop_guard(runtime, [
+            intake.plan(runtime, process, payload, source="callout",
+                        dedupe_key=_idempotency_key(name))
+        ])[0]
+        if planned.skipped:
+            event(logger, "callout skipped", record_id=planned.record_id, reason=planned.skipped)
+            return {"jobId": None, "status": "skipped", "reason": planned.skipped, "statusUrl": None}, 200
+        outcome = intake.submit(runtime, [planned])[0]
+        assert outcome is not None
+        status_url = url_for("callouts.job_status", job_id=outcome.job_id, _external=True)
+        with log_context(job_id=outcome.job_id, record_id=planned.record_id):
+            if outcome.duplicate:
+                job = fetch_job(runtime.redis, outcome.job_id)
+                status = job.get_status(refresh=False) if job else "unknown"
+                event(logger, "duplicate callout answered with the original job")
+                return {"jobId": outcome.job_id, "status": str(getattr(status, "value", status)),
+                        "statusUrl": status_url, "duplicate": True}, 200
+            event(logger, "callout enqueued")
+            return {"jobId": outcome.job_id, "status": "queued", "statusUrl": status_url}, 202
+
+
+def _idempotency_key(process: str) -> str | None:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    if len(key) > 255:
+        raise InvalidRequest(
+            "Idempotency-Key is longer than 255 characters.", fields={"Idempotency-Key": ["Too long."]}
+        )
+    return f"idem:{process}:{key}"
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str) -> tuple[dict[str, Any], int]:
+    """Status, timings, attempts, and result or error of one job (same credentials as callouts)."""
+    runtime = get_runtime()
+    authenticate_callout(request, b"", runtime.settings)
+    job = fetch_job(runtime.redis, job_id) if len(job_id) <= 200 else None
+    if job is None:
+        raise JobNotFound(f"No job {job_id!r} (finished jobs are kept for a day).")
+    return describe_job(job), 200

@@ -1,0 +1,40 @@
+"""How a job looks from outside: the ``GET /jobs/<jobId>`` body (also used by the CLI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rq.job import Job
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+
+
+def describe_job(job: Job) -> dict[str, Any]:
+    """Public view of a job: no session references or other internals."""
+    envelope = job.args[0] if job.args else {}
+    status = job.get_status(refresh=False)
+    max_retries = int(job.meta.get("max_retries", 0))
+    left = job.retries_left if job.retries_left is not None else max_retries
+    latest = job.latest_result()
+    result = latest.return_value if latest is not None and latest.type == latest.Type.SUCCESSFUL else None
+    error = None
+    if latest is not None and latest.exc_string:
+        lines = [line for line in latest.exc_string.strip().splitlines() if line.strip()]
+        error = lines[-1] if lines else None
+    return {
+        "jobId": job.id,
+        "process": envelope.get("process"),
+        "status": str(getattr(status, "value", status)),
+        "source": envelope.get("source"),
+        "recordId": (envelope.get("payload") or {}).get("contentVersionId")
+        or (envelope.get("payload") or {}).get("recordId"),
+        "enqueuedAt": _iso(job.enqueued_at),
+        "startedAt": _iso(job.started_at),
+        "endedAt": _iso(job.ended_at),
+        "attempts": max_retries - left + (1 if job.started_at else 0),
+        "result": result,
+        "error": error,
+    }

@@ -1,0 +1,120 @@
+"""Salesforce Outbound Messages: ``POST /outbound/<process>`` (SOAP 1.1).
+
+Salesforce retries a message until it gets HTTP 200 with ``<Ack>true</Ack>``,
+for up to 24 hours (reference A.4, A.5). So this view answers ``Ack`` true
+only after every notification of the message is durably in Redis, in one
+transaction; any failure answers a SOAP Fault (HTTP 500) and Salesforce
+retries later. A refused message (wrong org, malformed) is also a Fault, with
+a reason the admin sees in Setup > Outbound Messages; nothing is enqueued.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Blueprint, Response, g, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from services.errors import EnqueueFailed, InvalidRequest, OffloadError, UnknownProcess, UnsupportedMediaType
+from services.logs import event, log_context
+from services.receiver import intake
+from services.receiver.auth import check_org
+from services.receiver.runtime import Runtime, get_runtime
+from services.receiver.soap import (
+    SOAP_CONTENT_TYPE,
+    OutboundMessage,
+    ack_response,
+    fault_response,
+    parse_outbound_message,
+)
+from services.sessions import store_session
+from services.sfids import to_18
+from workers import PROCESSES
+from workers.registry import Process
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("outbound", __name__)
+
+_SOAP_MIMETYPES = {"text/xml", "application/xml"}
+
+
+def _soap(body: bytes, status: int) -> Response:
+    return Response(body, status=status, content_type=SOAP_CONTENT_TYPE)
+
+
+@bp.errorhandler(OffloadError)
+def _refused(exc: OffloadError) -> Response:
+    server_side = exc.status_code >= 500
+    event(logger, "outbound message refused", logging.ERROR if server_side else logging.WARNING,
+          code=exc.code, reason=exc.message)
+    return _soap(fault_response(f"{exc.code}: {exc.message}", server_side=server_side), 500)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    reason = "PAYLOAD_TOO_LARGE: the message is larger than OFFLOAD_MAX_BODY_BYTES" if exc.code == 413 \
+        else f"{exc.code}: {exc.description}"
+    return _soap(fault_response(reason, server_side=False), 500)
+
+
+@bp.post("/outbound/<name>")
+def receive(name: str) -> Response:
+    """Parse, check the org, enqueue every notification in one transaction, then ACK."""
+    runtime = get_runtime()
+    g.request_id = intake.request_id()
+    with log_context(process=name, request_id=g.request_id):
+        process = PROCESSES.get(name)
+        if process is None:
+            raise UnknownProcess(f"No process named {name!r}; check the Outbound Message's Endpoint URL.")
+        if request.mimetype not in _SOAP_MIMETYPES:
+            raise UnsupportedMediaType(
+                f"Outbound Messages are SOAP 1.1 (Content-Type text/xml), got {request.content_type or 'none'}."
+            )
+        message = parse_outbound_message(request.get_data(cache=False), max_bytes=runtime.settings.max_body_bytes)
+        org_id = check_org(message.organization_id, runtime.settings)
+        with log_context(org_id=org_id):
+            planned = intake.apply_loop_guard(runtime, _plan_all(runtime, process, message, org_id))
+            outcomes = intake.submit(runtime, planned)
+            for p, outcome in zip(planned, outcomes, strict=True):
+                with log_context(record_id=p.record_id, job_id=outcome.job_id if outcome else None):
+                    if outcome is None:
+                        event(logger, "notification skipped", reason=p.skipped)
+                    else:
+                        event(logger, "notification duplicate" if outcome.duplicate else "notification enqueued")
+            event(logger, "outbound message acknowledged", notifications=len(planned))
+    return _soap(ack_response(True), 200)
+
+
+def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_id: str) -> list[intake.Planned]:
+    extra = _session_extra(runtime, message)
+    planned = []
+    for notification in message.notifications:
+        try:
+            payload = process.schema().load(process.from_notification(notification.sobject_type, notification.fields))
+        except (ValueError, ValidationError) as exc:
+            detail = exc.messages if isinstance(exc, ValidationError) else str(exc)
+            raise InvalidRequest(
+                f"Notification {notification.id} ({notification.sobject_type}) cannot start {process.name}: {detail}"
+            ) from None
+        planned.append(intake.plan(
+            runtime, process, payload, source="outbound",
+            dedupe_key=f"om:{org_id}:{to_18(notification.id)}",
+            org_id=org_id, sobject=notification.sobject_type, fields=dict(notification.fields),
+            extra={**extra, "notificationId": notification.id},
+        ))
+    return planned
+
+
+def _session_extra(runtime: Runtime, message: OutboundMessage) -> dict[str, str]:
+    """Keep the message's session (encrypted, by reference) only when it is the only way back in."""
+    settings = runtime.settings
+    if not message.session_id or settings.salesforce_auth_mode is not None or not settings.secret_key:
+        return {}
+    try:
+        ref = store_session(runtime.redis, settings.secret_key, message.session_id)
+    except redis.RedisError as exc:
+        raise EnqueueFailed("The job queue (Redis) is unavailable; Salesforce will retry.") from exc
+    return {"sessionRef": ref, "instanceUrl": message.partner_url or message.enterprise_url or ""}

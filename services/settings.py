@@ -1,0 +1,292 @@
+"""Every setting Offload reads, declared once, read from the environment once.
+
+Twelve-factor style (and Heroku's): configuration lives in environment
+variables. Each one is declared below with its default and a one-line
+description; ``README.md`` and ``app.json`` document the same names, and a test
+checks they do not drift. :meth:`Settings.from_env` parses and validates them
+and raises :class:`~services.errors.ConfigError` naming the variable to set.
+
+Usage::
+
+    settings = Settings.from_env()            # os.environ
+    settings.require("web")                   # what the receiver cannot start without
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from services.errors import ConfigError
+from services.sfids import is_valid_id, to_18
+
+Parser = Callable[[str, str], Any]
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _csv(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"Set {name} to a whole number (got {raw!r}).") from None
+    if value <= 0:
+        raise ConfigError(f"Set {name} to a number above zero (got {raw!r}).")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"Set {name} to a number (got {raw!r}).") from None
+    if value <= 0:
+        raise ConfigError(f"Set {name} to a number above zero (got {raw!r}).")
+    return value
+
+
+def _org_ids(name: str, raw: str) -> tuple[str, ...]:
+    """Org ids in their 18-character form, so 15- and 18-character inputs compare equal."""
+    ids = []
+    for part in _csv(name, raw):
+        if not (is_valid_id(part) and part.startswith("00D")):
+            raise ConfigError(
+                f"Set {name} to comma-separated Salesforce org ids (15 or 18 characters, starting with 00D; "
+                f"Setup > Company Information > Salesforce.com Organization ID). {part!r} is not one."
+            )
+        ids.append(to_18(part))
+    return tuple(ids)
+
+
+def _https_url(name: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise ConfigError(f"Set {name} to an https:// URL such as https://login.salesforce.com (got {raw!r}).")
+    return value
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if urlparse(value).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"Set {name} to a redis://, rediss:// or unix:// URL (got {raw!r}).")
+    return value
+
+
+def _api_version(name: str, raw: str) -> str:
+    value = raw.strip().lstrip("vV")
+    if not re.fullmatch(r"\d{2}\.0", value):
+        raise ConfigError(f"Set {name} to a Salesforce API version such as 66.0 (got {raw!r}).")
+    return value
+
+
+def _log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"logfmt", "json"}:
+        raise ConfigError(f"Set {name} to logfmt or json (got {raw!r}).")
+    return value
+
+
+def setting(env: str, default: str, description: str, parse: Parser = _text, *, secret: bool = False) -> Any:
+    """Declare one environment variable as a dataclass field of :class:`Settings`."""
+    return field(
+        default=None,
+        metadata={"env": env, "default": default, "description": description, "parse": parse, "secret": secret},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Offload's configuration, parsed and validated. Build it with :meth:`from_env`."""
+
+    port: int = setting("PORT", "5000", "Port the web process listens on (Heroku sets it).", _positive_int)
+    redis_url: str = setting(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "Redis for the job queue; Heroku Key-Value Store sets it (rediss:// with a self-signed certificate).",
+        _redis_url,
+    )
+    salesforce_login_url: str = setting(
+        "SALESFORCE_LOGIN_URL",
+        "https://login.salesforce.com",
+        "Where workers get OAuth tokens: login, test (sandbox) or your My Domain URL.",
+        _https_url,
+    )
+    salesforce_client_id: str = setting(
+        "SALESFORCE_CLIENT_ID", "", "Consumer key of the Connected App the workers log in with."
+    )
+    salesforce_client_secret: str = setting(
+        "SALESFORCE_CLIENT_SECRET",
+        "",
+        "Consumer secret for the client credentials flow (run-as integration user).",
+        secret=True,
+    )
+    salesforce_username: str = setting(
+        "SALESFORCE_USERNAME", "", "Integration user for the JWT bearer flow (with SALESFORCE_PRIVATE_KEY)."
+    )
+    salesforce_private_key: str = setting(
+        "SALESFORCE_PRIVATE_KEY",
+        "",
+        "PEM private key whose certificate is on the Connected App (JWT bearer flow).",
+        secret=True,
+    )
+    salesforce_api_version: str = setting(
+        "SALESFORCE_API_VERSION", "66.0", "REST API version the workers call (66.0 = Spring '26).", _api_version
+    )
+    org_ids: tuple[str, ...] = setting(
+        "OFFLOAD_ORG_IDS",
+        "",
+        "Comma-separated Salesforce org ids (15 or 18 chars) allowed to send Outbound Messages.",
+        _org_ids,
+    )
+    callout_secrets: tuple[str, ...] = setting(
+        "OFFLOAD_CALLOUT_SECRETS",
+        "",
+        "Comma-separated HMAC secrets for X-Offload-Signature; list two while rotating.",
+        _csv,
+        secret=True,
+    )
+    api_keys: tuple[str, ...] = setting(
+        "OFFLOAD_API_KEYS",
+        "",
+        "Comma-separated static keys accepted as 'Authorization: Bearer <key>' (Flow set-ups).",
+        _csv,
+        secret=True,
+    )
+    completion_event: str = setting(
+        "OFFLOAD_COMPLETION_EVENT",
+        "",
+        "Platform Event published when a job ends, e.g. Offload_Job_Event__e; empty: none.",
+    )
+    dashboard_password: str = setting(
+        "OFFLOAD_DASHBOARD_PASSWORD",
+        "",
+        "Password for the rq dashboard at /rq (user 'admin'); empty: the dashboard is off.",
+        secret=True,
+    )
+    secret_key: str = setting(
+        "OFFLOAD_SECRET_KEY",
+        "",
+        "Key that encrypts Outbound Message session ids at rest in Redis; empty: they are never stored.",
+        secret=True,
+    )
+    image_variants: str = setting(
+        "OFFLOAD_IMAGE_VARIANTS",
+        "large:1600:jpeg,medium:800:webp,thumb:200:jpeg",
+        "Renditions to make, as name:long-edge-px:format (jpeg, webp or png).",
+    )
+    max_pixels: int = setting(
+        "OFFLOAD_MAX_PIXELS", "50000000", "Largest image accepted, in pixels (decompression-bomb guard).",
+        _positive_int,
+    )
+    max_image_bytes: int = setting(
+        "OFFLOAD_MAX_IMAGE_BYTES", "104857600", "Largest source file downloaded from Salesforce, in bytes.",
+        _positive_int,
+    )
+    max_body_bytes: int = setting(
+        "OFFLOAD_MAX_BODY_BYTES",
+        "2000000",
+        "Largest request body the receiver reads (an Outbound Message holds up to 100 notifications).",
+        _positive_int,
+    )
+    signature_max_age: int = setting(
+        "OFFLOAD_SIGNATURE_MAX_AGE", "300", "Seconds a signed callout's sentAt may differ from now.",
+        _positive_int,
+    )
+    dedupe_ttl: int = setting(
+        "OFFLOAD_DEDUPE_TTL",
+        "90000",
+        "Seconds a delivery is remembered for de-duplication (25 h: longer than Salesforce's 24 h retries).",
+        _positive_int,
+    )
+    job_timeout: int = setting(
+        "OFFLOAD_JOB_TIMEOUT", "600", "Seconds a job may run before the worker stops it.", _positive_int
+    )
+    job_retries: int = setting(
+        "OFFLOAD_JOB_RETRIES", "5", "Retries of a transient failure (backoff 15 s doubling, jittered).",
+        _positive_int,
+    )
+    salesforce_timeout: float = setting(
+        "OFFLOAD_SALESFORCE_TIMEOUT", "30", "Seconds before a Salesforce API call times out.", _positive_float
+    )
+    salesforce_ca_bundle: str = setting(
+        "OFFLOAD_SALESFORCE_CA_BUNDLE",
+        "",
+        "CA bundle to trust for Salesforce (only for the local org emulator); empty: system CAs.",
+    )
+    log_format: str = setting("OFFLOAD_LOG_FORMAT", "logfmt", "Log line format: logfmt or json.", _log_format)
+    log_level: str = setting("OFFLOAD_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every declared variable (unset or empty means the default)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            raw = env.get(meta["env"], "")
+            if raw.strip() == "":
+                raw = meta["default"]
+            values[f.name] = meta["parse"](meta["env"], raw)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (already parsed values, by attribute name)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def salesforce_auth_mode(self) -> str | None:
+        """``"client_credentials"``, ``"jwt_bearer"``, or None when no credentials are set."""
+        if self.salesforce_client_id and self.salesforce_username and self.salesforce_private_key:
+            return "jwt_bearer"
+        if self.salesforce_client_id and self.salesforce_client_secret:
+            return "client_credentials"
+        return None
+
+    def require(self, role: str) -> None:
+        """Fail start-up when a role (``web`` or ``worker``) lacks what it cannot work without."""
+        if role == "web":
+            if not self.callout_secrets and not self.api_keys:
+                raise ConfigError(
+                    "Set OFFLOAD_CALLOUT_SECRETS (or OFFLOAD_API_KEYS): without one the receiver cannot "
+                    "tell Salesforce from anyone else."
+                )
+            if not self.org_ids:
+                raise ConfigError(
+                    "Set OFFLOAD_ORG_IDS to your org id (Setup > Company Information): Outbound Messages "
+                    "from any other org are refused."
+                )
+        elif role == "worker":
+            partial = bool(self.salesforce_client_id) and self.salesforce_auth_mode is None
+            if partial or ((self.salesforce_client_secret or self.salesforce_private_key)
+                           and not self.salesforce_client_id):
+                raise ConfigError(
+                    "Set SALESFORCE_CLIENT_ID with SALESFORCE_CLIENT_SECRET (client credentials) or with "
+                    "SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY (JWT bearer): the credentials are incomplete."
+                )
+        else:
+            raise ValueError(f"unknown role {role!r}")
+
+
+def declared() -> list[dict[str, Any]]:
+    """Every variable with its default, description and whether it is secret (for docs and app.json)."""
+    return [
+        {
+            "name": f.metadata["env"],
+            "default": f.metadata["default"],
+            "description": f.metadata["description"],
+            "secret": f.metadata["secret"],
+        }
+        for f in dataclasses.fields(Settings)
+    ]

@@ -1,0 +1,71 @@
+"""Queueing against a real Redis: JSON jobs, one transaction, a ledger that answers duplicates."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import zlib
+
+import pytest
+import redis
+
+from services.errors import EnqueueFailed
+from services.queueing import Delivery, backoff_intervals, enqueue_deliveries, fetch_job, redis_from_url
+
+
+def _delivery(key: str, record: str = "0685g00000XyZaBAAV") -> Delivery:
+    return Delivery(queue="resize-image", dedupe_key=key,
+                    envelope={"process": "resize-image", "payload": {"contentVersionId": record}},
+                    description=f"resize-image {record}")
+
+
+def test_jobs_are_stored_as_json_by_dotted_path(redis_conn: redis.Redis) -> None:
+    """No pickle crosses Redis: the job's data field is JSON naming workers.runner.execute."""
+    [outcome] = enqueue_deliveries(redis_conn, [_delivery("k1")], dedupe_ttl=90000)
+    assert not outcome.duplicate
+    raw = redis_conn.hget(f"rq:job:{outcome.job_id}", "data")
+    decoded = json.loads(zlib.decompress(raw))  # rq zlib-compresses the serialized call
+    assert decoded[0] == "workers.runner.execute"
+    assert decoded[2][0]["payload"]["contentVersionId"] == "0685g00000XyZaBAAV"
+    assert redis_conn.llen("rq:queue:resize-image") == 1
+
+
+def test_a_duplicate_gets_the_original_job_and_enqueues_nothing(redis_conn: redis.Redis) -> None:
+    first = enqueue_deliveries(redis_conn, [_delivery("same"), _delivery("other")], dedupe_ttl=90000)
+    again = enqueue_deliveries(redis_conn, [_delivery("same")], dedupe_ttl=90000)
+    assert again[0].duplicate and again[0].job_id == first[0].job_id
+    assert redis_conn.llen("rq:queue:resize-image") == 2
+    ledger_ttls = [redis_conn.ttl(k) for k in redis_conn.scan_iter("offload:ledger:*")]
+    assert ledger_ttls and all(24 * 3600 < t <= 90000 for t in ledger_ttls)
+
+
+def test_a_ledger_entry_without_its_job_is_claimed_again(redis_conn: redis.Redis) -> None:
+    """If a process died between the claim and the enqueue, the redelivery must not be lost."""
+    [outcome] = enqueue_deliveries(redis_conn, [_delivery("lost")], dedupe_ttl=90000)
+    fetch_job(redis_conn, outcome.job_id).delete()
+    [retry] = enqueue_deliveries(redis_conn, [_delivery("lost")], dedupe_ttl=90000)
+    assert not retry.duplicate
+    assert fetch_job(redis_conn, retry.job_id) is not None
+
+
+def test_redis_down_raises_enqueue_failed() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    with pytest.raises(EnqueueFailed, match="Salesforce will retry"):
+        enqueue_deliveries(dead, [_delivery("x")], dedupe_ttl=60)
+
+
+def test_rediss_turns_off_certificate_checks_only_for_rediss() -> None:
+    """Heroku Key-Value Store's certificate is self-signed; plain redis:// is untouched."""
+    tls = redis_from_url("rediss://:pw@example.invalid:6380")
+    assert tls.connection_pool.connection_kwargs["ssl_cert_reqs"] == ssl.CERT_NONE
+    plain = redis_from_url("redis://example.invalid:6379")
+    assert "ssl_cert_reqs" not in plain.connection_pool.connection_kwargs
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    runs = [backoff_intervals(6) for _ in range(20)]
+    for intervals in runs:
+        assert all(12 <= intervals[0] <= 18 for intervals in runs)
+        assert intervals == sorted(intervals)
+        assert max(intervals) <= 3600 * 1.2
+    assert len({tuple(r) for r in runs}) > 1

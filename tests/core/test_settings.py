@@ -1,0 +1,75 @@
+"""Settings: one declaration per variable, validated at start-up with messages that name it."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.errors import ConfigError
+from services.settings import Settings, declared
+
+FIXED_NAMES = {
+    "PORT", "REDIS_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET",
+    "SALESFORCE_USERNAME", "SALESFORCE_PRIVATE_KEY", "SALESFORCE_API_VERSION", "OFFLOAD_ORG_IDS",
+    "OFFLOAD_CALLOUT_SECRETS", "OFFLOAD_API_KEYS", "OFFLOAD_COMPLETION_EVENT", "OFFLOAD_DASHBOARD_PASSWORD",
+}
+
+
+def test_every_fixed_name_is_declared_and_the_rest_are_prefixed() -> None:
+    """The names users rely on exist; anything more starts with OFFLOAD_."""
+    names = {d["name"] for d in declared()}
+    assert FIXED_NAMES <= names
+    assert all(n in FIXED_NAMES or n.startswith("OFFLOAD_") for n in names)
+    assert all(d["description"] for d in declared())
+
+
+def test_defaults() -> None:
+    """An empty environment gives working defaults."""
+    s = Settings.from_env({})
+    assert s.port == 5000
+    assert s.salesforce_login_url == "https://login.salesforce.com"
+    assert s.redis_url.startswith("redis://")
+    assert s.org_ids == () and s.callout_secrets == ()
+    assert s.salesforce_auth_mode is None
+
+
+def test_org_ids_accept_15_and_18_characters_and_normalize() -> None:
+    s = Settings.from_env({"OFFLOAD_ORG_IDS": "00D5g000000Xk2P, 00D5g000000Xk2PEAS"})
+    assert s.org_ids == ("00D5g000000Xk2PEAS", "00D5g000000Xk2PEAS")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "-1"),
+        ("REDIS_URL", "http://localhost"),
+        ("SALESFORCE_LOGIN_URL", "http://login.salesforce.com"),
+        ("SALESFORCE_API_VERSION", "v66"),
+        ("OFFLOAD_ORG_IDS", "001000000000001"),
+        ("OFFLOAD_MAX_PIXELS", "lots"),
+        ("OFFLOAD_LOG_FORMAT", "xml"),
+    ],
+)
+def test_malformed_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_web_role_requires_a_way_to_authenticate_and_an_org() -> None:
+    with pytest.raises(ConfigError, match="OFFLOAD_CALLOUT_SECRETS"):
+        Settings.from_env({"OFFLOAD_ORG_IDS": "00D5g000000Xk2P"}).require("web")
+    with pytest.raises(ConfigError, match="OFFLOAD_ORG_IDS"):
+        Settings.from_env({"OFFLOAD_API_KEYS": "k"}).require("web")
+    Settings.from_env({"OFFLOAD_API_KEYS": "k", "OFFLOAD_ORG_IDS": "00D5g000000Xk2P"}).require("web")
+
+
+def test_worker_role_refuses_half_configured_credentials() -> None:
+    with pytest.raises(ConfigError, match="SALESFORCE_CLIENT_SECRET"):
+        Settings.from_env({"SALESFORCE_CLIENT_ID": "abc"}).require("worker")
+    with pytest.raises(ConfigError, match="SALESFORCE_CLIENT_ID"):
+        Settings.from_env({"SALESFORCE_CLIENT_SECRET": "abc"}).require("worker")
+    Settings.from_env({}).require("worker")  # no credentials: allowed (session-id fallback)
+    ok = Settings.from_env({"SALESFORCE_CLIENT_ID": "a", "SALESFORCE_CLIENT_SECRET": "b"})
+    assert ok.salesforce_auth_mode == "client_credentials"
+    jwt = Settings.from_env({"SALESFORCE_CLIENT_ID": "a", "SALESFORCE_USERNAME": "u", "SALESFORCE_PRIVATE_KEY": "k"})
+    assert jwt.salesforce_auth_mode == "jwt_bearer"

@@ -1,0 +1,26 @@
+"""Small helpers for receiver tests: sign and post like Salesforce does."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.signing import sign
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "salesforce"
+
+
+def now_iso(offset_s: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def signed_post(client: Any, path: str, payload: Any, secret: str, headers: dict[str, str] | None = None) -> Any:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return client.post(path, data=body, content_type="application/json",
+                       headers={"X-Offload-Signature": sign(body, secret), **(headers or {})})
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()

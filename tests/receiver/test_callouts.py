@@ -1,0 +1,172 @@
+"""POST /callouts/<process> and GET /jobs/<id>: authenticated, validated, deduplicated, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from helpers import now_iso, signed_post
+
+from services.loopguard import mark_own_output
+from services.receiver import create_app
+from services.settings import Settings
+from services.signing import sign
+
+CV = "0685g00000XyZaBAAV"
+ACCOUNT = "0015g00000QwErTAAV"
+SECRET = "test-secret-0123456789abcdef"
+API_KEY = "test-api-key-0123456789"
+
+
+def test_signed_callout_is_queued(client, redis_conn: redis.Redis) -> None:
+    response = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV, "sentAt": now_iso()}, SECRET)
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "queued" and body["jobId"].startswith("resize-image-")
+    assert body["statusUrl"].endswith(f"/jobs/{body['jobId']}")
+    assert redis_conn.llen("rq:queue:resize-image") == 1
+
+
+def test_a_rotated_out_secret_still_works_while_listed(client) -> None:
+    response = signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, "old-secret-being-rotated")
+    assert response.status_code == 202
+
+
+def test_bearer_key_is_accepted(client) -> None:
+    response = client.post("/callouts/resize-image", json={"recordId": ACCOUNT},
+                           headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "MISSING_CREDENTIALS"),
+        ({"X-Offload-Signature": "sha256=" + "0" * 64}, "SIGNATURE_MISMATCH"),
+        ({"X-Offload-Signature": "md5=abc"}, "SIGNATURE_MISMATCH"),
+        ({"Authorization": "Bearer wrong"}, "API_KEY_MISMATCH"),
+    ],
+)
+def test_wrong_callers_get_401_with_a_reason_and_nothing_is_queued(client, redis_conn, headers, code) -> None:
+    response = client.post("/callouts/resize-image", json={"recordId": ACCOUNT}, headers=headers)
+    assert response.status_code == 401
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert SECRET not in json.dumps(error) and API_KEY not in json.dumps(error)
+    assert redis_conn.llen("rq:queue:resize-image") == 0
+
+
+def test_signature_over_a_different_body_is_refused(client) -> None:
+    body = json.dumps({"recordId": ACCOUNT}).encode()
+    response = client.post("/callouts/resize-image", data=body + b" ", content_type="application/json",
+                           headers={"X-Offload-Signature": sign(body, SECRET)})
+    assert response.get_json()["error"]["code"] == "SIGNATURE_MISMATCH"
+
+
+@pytest.mark.parametrize("offset", [-301, 400])
+def test_stale_or_future_sent_at_is_refused(client, offset: int) -> None:
+    response = signed_post(client, "/callouts/resize-image",
+                           {"contentVersionId": CV, "sentAt": now_iso(offset)}, SECRET)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "STALE_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({}, "_schema"),
+        ({"contentVersionId": CV, "recordId": ACCOUNT}, "_schema"),
+        ({"contentVersionId": ACCOUNT}, "contentVersionId"),
+        ({"contentVersionId": "0685g00000XyZaBAAA"}, "contentVersionId"),
+        ({"recordId": 12}, "recordId"),
+        ({"recordId": ACCOUNT, "sentAt": "yesterday"}, "sentAt"),
+        ({"recordId": ACCOUNT, "color": "red"}, "color"),
+    ],
+)
+def test_invalid_payloads_get_400_with_fields(client, payload, field) -> None:
+    response = signed_post(client, "/callouts/resize-image", payload, SECRET)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "VALIDATION_FAILED" and field in error["fields"]
+
+
+def test_malformed_json_is_400(client) -> None:
+    body = b'{"recordId": '
+    response = client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": sign(body, SECRET)})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "MALFORMED_JSON"
+
+
+def test_non_object_json_is_400(client) -> None:
+    response = signed_post(client, "/callouts/resize-image", [1, 2], SECRET)
+    assert response.status_code == 400
+
+
+def test_wrong_content_type_is_415(client) -> None:
+    body = b"recordId=0015g00000QwErTAAV"
+    response = client.post("/callouts/resize-image", data=body, content_type="application/x-www-form-urlencoded",
+                           headers={"X-Offload-Signature": sign(body, SECRET)})
+    assert response.status_code == 415
+
+
+def test_unknown_process_is_404(client) -> None:
+    response = signed_post(client, "/callouts/transcode-video", {"recordId": ACCOUNT}, SECRET)
+    assert response.status_code == 404
+    assert "resize-image" in response.get_json()["error"]["message"]
+
+
+def test_oversized_body_is_413(client, settings: Settings) -> None:
+    body = b'{"recordId": "' + b"x" * settings.max_body_bytes + b'"}'
+    response = client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": sign(body, SECRET)})
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_a_repeat_gets_the_original_job(client, redis_conn) -> None:
+    """The same work asked twice (new sentAt) is one job; the repeat answers 200, not 202."""
+    first = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV, "sentAt": now_iso()}, SECRET)
+    again = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV, "sentAt": now_iso(-5)}, SECRET)
+    assert again.status_code == 200
+    assert again.get_json()["jobId"] == first.get_json()["jobId"] and again.get_json()["duplicate"] is True
+    assert redis_conn.llen("rq:queue:resize-image") == 1
+
+
+def test_idempotency_key_dedupes_across_payloads(client, redis_conn) -> None:
+    headers = {"Idempotency-Key": "flow-run-42"}
+    first = signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, SECRET, headers)
+    again = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV}, SECRET, headers)
+    assert again.get_json()["jobId"] == first.get_json()["jobId"]
+
+
+def test_offloads_own_renditions_are_skipped(client, redis_conn) -> None:
+    mark_own_output(redis_conn, [CV])
+    response = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV}, SECRET)
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "skipped"
+    assert redis_conn.llen("rq:queue:resize-image") == 0
+
+
+def test_redis_down_is_503_and_never_accepted(settings: Settings) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = create_app({"OFFLOAD_SETTINGS": settings, "OFFLOAD_REDIS": dead}).test_client()
+    response = signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, SECRET)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "ENQUEUE_FAILED"
+
+
+def test_job_status_needs_credentials_and_reports_the_job(client) -> None:
+    job_id = signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, SECRET).get_json()["jobId"]
+    assert client.get(f"/jobs/{job_id}").status_code == 401
+    path = f"/jobs/{job_id}"
+    signed = client.get(path, headers={"X-Offload-Signature": sign(path.encode(), SECRET)})
+    assert signed.status_code == 200
+    body = signed.get_json()
+    assert body["jobId"] == job_id and body["status"] == "queued" and body["process"] == "resize-image"
+    assert body["recordId"] == ACCOUNT
+    by_key = client.get(path, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert by_key.get_json() == body
+    missing = client.get("/jobs/nope", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "JOB_NOT_FOUND"

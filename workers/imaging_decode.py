@@ -1,0 +1,218 @@
+"""Safe opening of untrusted uploads: size cap, format allowlist, pixel cap, clear rejections.
+
+Everything here runs *before* any pixel is decoded. A Salesforce user can upload anything, so every
+failure mode of Pillow (unknown format, decompression bomb, truncated or corrupt data, plugin bugs)
+is turned into :class:`~services.errors.ImageRejected` with a message a Salesforce admin can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO, TypeVar
+
+from PIL import GifImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
+
+from services.errors import ImageRejected
+
+Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
+
+#: Pillow format ids we are willing to parse. Everything else (EPS runs Ghostscript, PDF, SVG, PSD, ICO,
+#: ...) is refused by Pillow itself because ``Image.open(..., formats=...)`` never tries other plugins.
+#: The multi-picture JPEGs many cameras write come back from the JPEG opener with format "MPO".
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "HEIF")
+#: Imported by name so that every allowed format is registered and Image.open never needs ``Image.init()``
+#: (which would import all ~45 plugins into every worker).
+_PLUGINS = (GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
+FRIENDLY_FORMATS = "JPEG, PNG, WebP, GIF, TIFF and HEIC"
+
+_CHUNK = 1 << 20
+_heif_lock = threading.Lock()
+_heif_registered = False
+
+T = TypeVar("T")
+
+
+def register_heif() -> None:
+    """Register pillow-heif's opener once, on first use (importing it costs ~20 ms and libheif memory)."""
+    global _heif_registered
+    if _heif_registered:
+        return
+    with _heif_lock:
+        if not _heif_registered:
+            from pillow_heif import register_heif_opener
+
+            # No thumbnails/depth/aux images: we only ever read the primary image.
+            register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+            _heif_registered = True
+
+
+def _mp(pixels: int) -> str:
+    """Megapixels as an admin reads them: '900 MP', '0.3 MP'."""
+    mp = pixels / 1_000_000
+    return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.1f} MP"
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
+    return ImageRejected(
+        f"The file is a {width}x{height} image ({_mp(width * height)}), above the {_mp(max_pixels)} limit "
+        "(OFFLOAD_MAX_PIXELS)."
+    )
+
+
+def read_source(source: Source, max_bytes: int) -> tuple[BinaryIO, int, str, bool]:
+    """Return ``(fp, byte_size, sha256, we_own_fp)`` after enforcing ``max_bytes``.
+
+    The size is checked before Pillow sees a single byte. Paths and seekable streams are hashed in
+    chunks and rewound rather than copied into memory, because for a 50 MP photo the copy would be a
+    visible share of the worker's peak RSS.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source) if not isinstance(source, bytes) else source
+        _check_bytes(len(data), max_bytes)
+        return io.BytesIO(data), len(data), hashlib.sha256(data).hexdigest(), True
+    if isinstance(source, str | os.PathLike):
+        size = os.stat(source).st_size
+        _check_bytes(size, max_bytes)
+        fp: BinaryIO = open(source, "rb")  # closed by the caller (we_own_fp)
+        try:
+            digest, size = _hash_stream(fp, max_bytes)
+            fp.seek(0)
+        except BaseException:
+            fp.close()
+            raise
+        return fp, size, digest, True
+    if source.seekable():
+        start = source.tell()
+        digest, size = _hash_stream(source, max_bytes)
+        source.seek(start)
+        return source, size, digest, False
+    data = source.read(max_bytes + 1)
+    _check_bytes(len(data), max_bytes)
+    return io.BytesIO(data), len(data), hashlib.sha256(data).hexdigest(), True
+
+
+def _check_bytes(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ImageRejected(
+            f"The file is {_mb(size)}, above the {_mb(max_bytes)} limit (OFFLOAD_MAX_IMAGE_BYTES)."
+        )
+    if size == 0:
+        raise ImageRejected("The file is empty (0 bytes), so there is no image to resize.")
+
+
+def _hash_stream(fp: BinaryIO, max_bytes: int) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    while chunk := fp.read(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:  # a stream that grew, or a non-file we could not stat
+            _check_bytes(size, max_bytes)
+        h.update(chunk)
+    _check_bytes(size, max_bytes)
+    return h.hexdigest(), size
+
+
+_SNIFF: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"%!PS", "a PostScript/EPS file"),
+    (b"\xc5\xd0\xd3\xc6", "an EPS file"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"BM", "a BMP image"),
+    (b"8BPS", "a Photoshop (PSD) file"),
+    (b"\x00\x00\x01\x00", "an ICO icon"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 image"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+)
+
+
+def describe_unknown(head: bytes) -> str:
+    """Name what a refused file most likely is, from its first bytes, without running any parser on it."""
+    for magic, what in _SNIFF:
+        if head.startswith(magic):
+            return what
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<svg", b"<?xml", b"<!doctype svg")) and b"<svg" in head.lower():
+        return "an SVG drawing"
+    if head[4:12] in (b"ftypavif", b"ftypavis"):
+        return "an AVIF image"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "a file of an unknown type"
+
+
+_BOMB = re.compile(r"\((\d+) pixels\)")
+
+
+@contextmanager
+def pillow_errors(max_pixels: int, what: str) -> Iterator[None]:
+    """Turn every way Pillow can fail on hostile input into ImageRejected.
+
+    ``DecompressionBombWarning`` is raised as an error here (not just under pytest): an image above
+    Pillow's own ceiling is rejected, never decoded. ``catch_warnings`` is process-global in Python 3.11,
+    which is fine for RQ workers (one job per process at a time).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        m = _BOMB.search(str(exc))
+        size = f"claims {_mp(int(m.group(1)))}" if m else "claims an enormous size"
+        raise ImageRejected(
+            f"The file {size}, above the {_mp(max_pixels)} limit (OFFLOAD_MAX_PIXELS); "
+            "it looks like a decompression bomb."
+        ) from exc
+    except Image.UnidentifiedImageError:
+        raise  # handled by open_image, which knows the bytes
+    except MemoryError as exc:
+        raise ImageRejected(f"The image is too large to {what} within the worker's memory.") from exc
+    except Exception as exc:  # OSError (truncated), SyntaxError (bad CRC), ValueError, struct.error, ...
+        raise ImageRejected(
+            f"The file is damaged or incomplete and cannot be {what}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def open_image(fp: BinaryIO, max_pixels: int) -> Image.Image:
+    """``Image.open`` limited to ALLOWED_FORMATS, then the pixel cap on the header's dimensions.
+
+    Nothing is decoded yet: Pillow has only parsed the header when this returns.
+    """
+    register_heif()
+    start = fp.tell()
+    try:
+        with pillow_errors(max_pixels, "read"):
+            im = Image.open(fp, formats=ALLOWED_FORMATS)
+    except Image.UnidentifiedImageError as exc:
+        fp.seek(start)
+        what = describe_unknown(fp.read(64))
+        raise ImageRejected(
+            f"The file is {what}, not an image Offload can resize (accepted: {FRIENDLY_FORMATS})."
+        ) from exc
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageRejected(f"The file declares an empty {width}x{height} image.")
+    if width * height > max_pixels:
+        im.close()
+        raise too_many_pixels(width, height, max_pixels)
+    return im
+
+
+def guarded(max_pixels: int, what: str, fn: Callable[[], T]) -> T:
+    """Run one Pillow step (load, resize, convert, encode) under :func:`pillow_errors`."""
+    with pillow_errors(max_pixels, what):
+        return fn()

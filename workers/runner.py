@@ -1,0 +1,130 @@
+"""The one function every job runs through: ``workers.runner.execute(envelope)``.
+
+The receiver enqueues a JSON *envelope* (never pickle)::
+
+    {"process": "resize-image", "payload": {...validated...}, "source": "callout" | "outbound",
+     "orgId": "00D...", "deliveryId": "...", "requestId": "...", "receivedAt": "...",
+     "instanceUrl": "...", "sessionRef": "..."}
+
+``execute`` looks the process up in the registry, binds the log context
+(job id, process, org id, record id, attempt) so every line the job logs
+carries them, calls the process's handler and sorts failures:
+
+* :class:`~services.errors.PermanentJobError` fails the job at once (RQ's
+  remaining retries are cancelled): a corrupt image or ``NOT_FOUND`` will not
+  get better by waiting.
+* Anything else is left to RQ's ``Retry`` (jittered exponential backoff set
+  at enqueue time); the worker never sleeps on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rq import get_current_job
+from rq.job import Job
+
+from services.errors import PermanentJobError, UnknownProcess
+from services.logs import event, log_context
+from services.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def worker_settings() -> Settings:
+    """Settings for this worker process, read once."""
+    return Settings.from_env()
+
+
+@dataclass
+class JobContext:
+    """What a handler gets besides its payload."""
+
+    job_id: str
+    process: str
+    envelope: dict[str, Any]
+    settings: Settings
+    connection: redis.Redis
+    attempt: int = 1
+    final_attempt: bool = True
+    _salesforce: Any = field(default=None, repr=False)
+
+    @property
+    def org_id(self) -> str | None:
+        return self.envelope.get("orgId")
+
+    def salesforce(self) -> Any:
+        """The Salesforce client for this job (built on first use; see :mod:`services.salesforce`)."""
+        if self._salesforce is None:
+            from services.salesforce import client_for_job
+
+            self._salesforce = client_for_job(self)
+        return self._salesforce
+
+
+def _attempt(job: Job | None) -> tuple[int, bool]:
+    """(attempt number, whether no retry follows a failure of this attempt)."""
+    if job is None:
+        return 1, True
+    max_retries = int(job.meta.get("max_retries", 0))
+    left = job.retries_left if job.retries_left is not None else 0
+    return max_retries - left + 1, left <= 0
+
+
+def execute(envelope: dict[str, Any]) -> dict[str, Any]:
+    """Run one job envelope; return the handler's result (stored by RQ as JSON)."""
+    from workers import PROCESSES
+
+    job = get_current_job()
+    name = envelope.get("process", "")
+    process = PROCESSES.get(name)
+    if process is None:
+        raise UnknownProcess(f"No process named {name!r} is registered in this worker.")
+    payload = envelope.get("payload", {})
+    attempt, final = _attempt(job)
+    ctx = JobContext(
+        job_id=job.id if job else "inline",
+        process=name,
+        envelope=envelope,
+        settings=worker_settings(),
+        connection=job.connection if job else redis.Redis(),
+        attempt=attempt,
+        final_attempt=final,
+    )
+    record_id = payload.get("contentVersionId") or payload.get("recordId")
+    with log_context(job_id=ctx.job_id, process=name, org_id=ctx.org_id, record_id=record_id,
+                     attempt=attempt, request_id=envelope.get("requestId")):
+        started = time.monotonic()
+        event(logger, "job started", source=envelope.get("source"))
+        try:
+            result = process.load_handler()(payload, ctx)
+        except PermanentJobError as exc:
+            if job is not None:
+                job.retries_left = 0  # RQ reads this right after we raise: no retry for a permanent error
+            event(logger, "job failed permanently", logging.WARNING, code=exc.code, error=exc.message)
+            _complete(ctx, "Failed", None, f"{exc.code}: {exc.message}")
+            raise
+        except Exception as exc:
+            level = logging.ERROR if final else logging.WARNING
+            event(logger, "job attempt failed", level, error=f"{type(exc).__name__}: {exc}", will_retry=not final)
+            if final:
+                _complete(ctx, "Failed", None, f"{getattr(exc, 'code', type(exc).__name__)}: {exc}")
+            raise
+        event(logger, "job succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
+        _complete(ctx, "Succeeded", result, None)
+        return result
+
+
+def _complete(ctx: JobContext, status: str, result: dict[str, Any] | None, error: str | None) -> None:
+    """Publish the completion Platform Event when one is configured (never fails the job)."""
+    if not ctx.settings.completion_event:
+        return
+    from workers.completion import publish_completion
+
+    publish_completion(ctx, status=status, result=result, error=error)
