@@ -4,8 +4,8 @@ The signature is the lowercase hex HMAC-SHA256 of the *raw* request body,
 keyed with one of the shared secrets in ``OFFLOAD_CALLOUT_SECRETS``. Salesforce
 can compute exactly this without Apex ever reading the secret: an External
 Credential custom header formula
-``{!'sha256=' & LOWER(HMAC('SHA256', $Credential.Offload.Secret, ...body...))}``,
-or in Apex ``EncodingUtil.convertToHex(Crypto.generateMac('hmacSHA256',
+``{!'sha256=' & HEX(HMAC('SHA-256', $Credential.Offload.Body, BLOB($Credential.Offload.Secret)))}``
+(see ``apex/README.md``), or in Apex ``EncodingUtil.convertToHex(Crypto.generateMac('hmacSHA256',
 Blob.valueOf(body), Blob.valueOf(secret)))``. The shared test vector both
 sides are checked against lives in ``tests/fixtures/signature-vector.json``.
 """
