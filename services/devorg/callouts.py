@@ -1,0 +1,250 @@
+"""The org's outgoing JSON callouts: what Apex ``Http.send`` and a Flow HTTP Callout action send.
+
+Section letters refer to ``/work/shared/reference/salesforce-protocol.md``.
+
+Apex (B.1, DOC "Callout Limits and Limitations", apex_callouts_timeouts.htm):
+- default timeout 10 s; a per-callout timeout from 1 ms to 120,000 ms, anything else is
+  rejected (the exact exception text is UNVERIFIED; we raise ``ValueError`` with the wording
+  Apex developers quote).
+- request/response size 6 MB synchronous, 12 MB asynchronous (B.1 governor table). Whether
+  "6 MB" means 6,000,000 or 6 MiB is UNVERIFIED; Apex's "String length exceeds maximum:
+  6000000" suggests decimal, so that is used (``SYNC_LIMIT_BYTES``/``ASYNC_LIMIT_BYTES``).
+- a timeout, a refused connection or a TLS failure is a ``CalloutException`` in Apex; here
+  ``CalloutResult(status=0, fault=True, error=...)``. HTTP 4xx/5xx are *not* exceptions in
+  Apex: the code reads ``getStatusCode()``, so ``fault`` stays False.
+- Apex does not follow redirects (UNVERIFIED, widely reported); a 3xx is returned as is.
+- default headers (B.3, OBSERVED in echo captures): ``User-Agent: SFDC-Callout/<class API
+  version>``, a Java-style ``Accept``, ``Cache-Control``/``Pragma: no-cache``; no
+  ``Accept-Encoding``. ``Content-Type`` is whatever the Apex code sets; Offload's Apex sets
+  ``application/json``.
+
+Flow HTTP Callout (C, DOC help "flow_http_callout_considerations", "Callouts and Callbacks"):
+- any status >= 300 goes to the fault path; an empty body must be ``{}``/``[]`` (an empty
+  string fails); JSON nesting is limited to 15 levels (OBSERVED) and lists must be
+  homogeneous; External Service callouts time out after 120 s (fixed, ``FLOW_TIMEOUT_S``).
+- the headers a Flow callout sends are not captured anywhere public (UNVERIFIED): the Apex
+  defaults are used, since External Services run on the same callout stack.
+
+Signing (project contract, ``services.signing``): the JSON is serialized once, compactly, and
+exactly those bytes are signed and sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from urllib3.util import SKIP_HEADER
+
+from services.signing import SIGNATURE_HEADER, sign
+
+APEX_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
+APEX_DEFAULT_TIMEOUT_S = 10.0
+APEX_MAX_TIMEOUT_MS = 120_000
+SYNC_LIMIT_BYTES = 6_000_000
+"""Maximum callout request or response size in synchronous Apex (B.1)."""
+ASYNC_LIMIT_BYTES = 12_000_000
+"""Maximum callout request or response size in asynchronous Apex (Queueable, @future, Batch) (B.1)."""
+FLOW_TIMEOUT_S = 120.0
+"""External Service (Flow HTTP Callout) timeout, not configurable in Flow (C)."""
+FLOW_MAX_JSON_DEPTH = 15
+
+
+@dataclass(frozen=True)
+class CalloutResult:
+    """What the calling Apex or Flow sees: an HTTP response, or (``status=0``) an exception."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    elapsed_ms: float
+    fault: bool
+    error: str | None
+
+
+def apex_callout(
+    url: str,
+    payload: dict,
+    *,
+    secret: str | None = None,
+    api_key: str | None = None,
+    timeout_s: float = APEX_DEFAULT_TIMEOUT_S,
+    verify: bool | str = True,
+    api_version: str = "62.0",
+    idempotency_key: str | None = None,
+    asynchronous: bool = False,
+) -> CalloutResult:
+    """POST ``payload`` as JSON the way ``new Http().send(req)`` does from Offload's Apex.
+
+    Args:
+        timeout_s: ``req.setTimeout(ms) / 1000``; 1 ms to 120 s, default 10 s (B.1).
+        asynchronous: the callout runs in async Apex, so the 12 MB size limit applies, not 6 MB.
+
+    Raises:
+        ValueError: timeout out of range, or the request body over the size limit (B.1).
+    """
+    if not 1 <= timeout_s * 1000 <= APEX_MAX_TIMEOUT_MS:
+        raise ValueError("Timeout value must be between 1 and 120000 milliseconds")
+    body = _serialize(payload)
+    limit = ASYNC_LIMIT_BYTES if asynchronous else SYNC_LIMIT_BYTES
+    if len(body) > limit:
+        kind = "asynchronous" if asynchronous else "synchronous"
+        raise ValueError(
+            f"callout request is {len(body)} bytes; the {kind} Apex limit is "
+            f"{limit // 1_000_000} MB ({limit} bytes)"
+        )
+    headers = _headers(body, api_version=api_version, secret=secret, api_key=api_key)
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    return _send(url, body, headers, timeout_s=timeout_s, verify=verify, max_response=limit)
+
+
+def flow_callout(
+    url: str,
+    payload: dict,
+    *,
+    secret: str | None = None,
+    api_key: str | None = None,
+    verify: bool | str = True,
+) -> CalloutResult:
+    """POST ``payload`` as a Flow HTTP Callout action would; status >= 300 takes the fault path (C).
+
+    ``secret`` and ``api_key`` stand for headers the Named/External Credential adds (the action
+    itself cannot set headers, C). A 2xx reply whose body is empty or not JSON also faults:
+    Flow must parse it into the generated Apex-defined type (C: "never an empty string").
+
+    Raises:
+        ValueError: the payload nests deeper than 15 levels or has a mixed-type list (C), which
+            the action's generated types cannot express.
+    """
+    _check_flow_shape(payload)
+    body = _serialize(payload)
+    headers = _headers(body, api_version="62.0", secret=secret, api_key=api_key)
+    result = _send(url, body, headers, timeout_s=FLOW_TIMEOUT_S, verify=verify, max_response=None)
+    if result.fault:
+        return result
+    error = None
+    if result.status >= 300:
+        error = f"HTTP {result.status}: status >= 300 takes the flow's fault path"
+    else:
+        try:
+            parsed = json.loads(result.body)
+        except ValueError:
+            error = "response body is not JSON (an empty response must be {} or [])"
+        else:
+            if _depth(parsed) > FLOW_MAX_JSON_DEPTH:
+                error = f"response JSON nests deeper than {FLOW_MAX_JSON_DEPTH} levels"
+    if error is None:
+        return result
+    return CalloutResult(result.status, result.body, result.headers, result.elapsed_ms, True, error)
+
+
+def _serialize(payload: Any) -> bytes:
+    """Compact JSON, like Apex ``JSON.serialize``: no spaces, non-ASCII left as UTF-8."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _headers(body: bytes, *, api_version: str, secret: str | None, api_key: str | None) -> dict[str, str]:
+    """Apex's default headers (B.3) plus Content-Type and the optional signature and key."""
+    headers = {
+        "User-Agent": f"SFDC-Callout/{api_version}",
+        "Accept": APEX_ACCEPT,
+        "Cache-Control": "no-cache",
+        "Pragma": "no-cache",
+        "Content-Type": "application/json",
+    }
+    if secret is not None:
+        headers[SIGNATURE_HEADER] = sign(body, secret)
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _send(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout_s: float,
+    verify: bool | str,
+    max_response: int | None,
+) -> CalloutResult:
+    """One POST with a *total* deadline, as Apex's timeout covers the whole callout.
+
+    requests' own timeout is per socket operation, so the body is streamed and the deadline
+    checked between chunks. Errors become ``status=0, fault=True`` with Java-style messages
+    (UNVERIFIED wording, but "Read timed out" is Java's SocketTimeoutException text).
+    """
+    started = time.perf_counter()
+    deadline = started + timeout_s
+
+    def failed(error: str) -> CalloutResult:
+        return CalloutResult(0, b"", {}, round((time.perf_counter() - started) * 1000, 1), True, error)
+
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            session.headers.clear()  # only the headers Apex sends: no requests Accept-Encoding/UA
+            # http.client would add "Accept-Encoding: identity"; Apex's Java client sends none.
+            reply = session.post(
+                url,
+                data=body,
+                headers={"Accept-Encoding": SKIP_HEADER, **headers},
+                timeout=(timeout_s, timeout_s),
+                verify=verify,
+                allow_redirects=False,
+                stream=True,
+            )
+            chunks, size = [], 0
+            with reply:
+                for chunk in reply.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if max_response is not None and size > max_response:
+                        return failed(f"Exceeded max size limit of {max_response} with response size {size}+")
+                    if time.perf_counter() > deadline:
+                        return failed("Read timed out")
+                    chunks.append(chunk)
+    except requests.Timeout as exc:
+        return failed("connect timed out" if isinstance(exc, requests.ConnectTimeout) else "Read timed out")
+    except requests.exceptions.SSLError as exc:
+        return failed(f"javax.net.ssl.SSLHandshakeException: {exc}")
+    except requests.RequestException as exc:
+        return failed(f"IO Exception: {'Connection refused' if 'refused' in str(exc).lower() else exc}")
+    elapsed = round((time.perf_counter() - started) * 1000, 1)
+    if elapsed > timeout_s * 1000:
+        return failed("Read timed out")
+    return CalloutResult(reply.status_code, b"".join(chunks), dict(reply.headers), elapsed, False, None)
+
+
+def _check_flow_shape(payload: Any) -> None:
+    """Reject what the action's generated types cannot carry: deep nesting and mixed lists (C)."""
+    if _depth(payload) > FLOW_MAX_JSON_DEPTH:
+        raise ValueError(f"Flow HTTP Callout JSON can nest at most {FLOW_MAX_JSON_DEPTH} levels")
+    stack = [payload]
+    while stack:
+        value = stack.pop()
+        items = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
+        if isinstance(value, list):
+            kinds = {_kind(item) for item in value if item is not None}
+            if len(kinds) > 1:
+                raise ValueError(f"Flow HTTP Callout lists must hold one type, got {sorted(kinds)}")
+        stack.extend(items)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
