@@ -22,7 +22,7 @@ PROCFILE = ROOT / "Procfile"
 
 def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
     """``{"web": "gunicorn ...", "worker": "python -m workers"}``."""
-    return {name: proc.cmd for name, proc in parse_procfile(path.read_text()).processes.items()}
+    return dict(parse_procfile(path.read_text()).processes)
 
 
 def process_env(overrides: Mapping[str, str]) -> dict[str, str]:

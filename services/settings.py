@@ -290,3 +290,16 @@ def declared() -> list[dict[str, Any]]:
         }
         for f in dataclasses.fields(Settings)
     ]
+
+
+def markdown_table() -> str:
+    """The README's configuration table (``python -m services.settings`` prints it)."""
+    rows = ["| Variable | Default | What it is for |", "|---|---|---|"]
+    for d in declared():
+        default = f"`{d['default']}`" if d["default"] else "(empty)"
+        rows.append(f"| `{d['name']}` | {default} | {d['description']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -9,8 +9,8 @@ import redis
 from helpers import fixture_bytes
 
 from services.receiver import create_app
-from services.settings import Settings
 from services.sessions import SESSION_PREFIX, load_session
+from services.settings import Settings
 
 SOAP = "text/xml; charset=utf-8"
 ACK = b"<Ack>true</Ack>"

@@ -1,0 +1,37 @@
+"""Docs that cannot drift: the README's configuration table and app.json follow services/settings.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.procfile import procfile_commands
+from services.settings import declared, markdown_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_config_table_matches_the_settings_module() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- config-table:start -->\n", "\n<!-- config-table:end -->"
+    table = readme[readme.index(start) + len(start): readme.index(end)]
+    assert table == markdown_table(), "README is stale: run `python -m services.settings` and paste the table"
+
+
+def test_app_json_describes_every_variable_heroku_does_not_set() -> None:
+    manifest = json.loads((ROOT / "app.json").read_text())
+    described = set(manifest["env"])
+    expected = {d["name"] for d in declared()} - {"PORT", "REDIS_URL"}
+    assert described == expected
+    assert all(entry["description"] for entry in manifest["env"].values())
+    secrets = {name for name, entry in manifest["env"].items() if entry.get("generator") == "secret"}
+    assert "OFFLOAD_CALLOUT_SECRETS" in secrets
+    assert set(manifest["formation"]) == {"web", "worker"}
+    assert any("heroku-redis" in addon["plan"] for addon in manifest["addons"])
+    assert "test" in manifest["environments"]
+
+
+def test_procfile_is_the_contract() -> None:
+    commands = procfile_commands()
+    assert commands["web"].startswith("gunicorn --config gunicorn.conf.py services.receiver.wsgi:app")
+    assert commands["worker"] == "python -m workers"

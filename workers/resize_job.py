@@ -1,0 +1,153 @@
+"""The ``resize-image`` job: download a photo, render the variants, write them back once.
+
+Steps for each source file (a ContentVersion):
+
+1. Read its metadata; skip it if it is itself a rendition (loop guard); refuse a
+   file whose ``ContentSize`` is over ``OFFLOAD_MAX_IMAGE_BYTES`` before downloading.
+2. Take a per-file lock in Redis, so a job asked "by record" and another asked
+   "by file" can't both upload at the same moment.
+3. Ask Salesforce which variants already exist (``Offload_Rendition_Of__c`` =
+   the source). This is what makes the effect exactly-once: a job that was
+   retried, redelivered, or killed after an upload finds that upload there and
+   does not repeat it.
+4. Download (streamed), render only the missing variants, and upload each as a
+   new ContentVersion published to the same record, carrying the marker fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+from typing import Any
+
+from services.errors import ImageRejected, PermanentJobError, TransientJobError
+from services.logs import event, log_context
+from services.loopguard import mark_own_output
+from services.salesforce import SalesforceClient
+from services.sfids import key_prefix, to_18
+from workers.imaging import Rendition, Variant, parse_variants, render_variants
+from workers.resize_image import RENDITION_MARKER_FIELD, VARIANT_FIELD
+from workers.runner import JobContext
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "tif", "tiff", "heic", "heif")
+SOURCE_FIELDS = ("Id", "ContentDocumentId", "Title", "PathOnClient", "FileExtension", "ContentSize",
+                 "FirstPublishLocationId", RENDITION_MARKER_FIELD)
+LOCK_PREFIX = "offload:lock:rendition:"
+LOCK_TTL = 300
+
+
+def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Resize the file named by ``contentVersionId``, or every unprocessed image on ``recordId``."""
+    variants = parse_variants(ctx.settings.image_variants)
+    sf = ctx.salesforce()
+    if "contentVersionId" in payload:
+        sources = [sf.get_record("ContentVersion", payload["contentVersionId"], list(SOURCE_FIELDS))]
+    else:
+        sources = _images_on_record(sf, payload["recordId"])
+    renditions: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for source in sources:
+        with log_context(record_id=source["Id"]):
+            if source.get(RENDITION_MARKER_FIELD):
+                event(logger, "source is a rendition; skipped")
+                skipped.append(source["Id"])
+                continue
+            renditions.extend(_resize_one(sf, ctx, source, variants, payload.get("recordId")))
+    return {
+        "sourceContentVersionIds": [s["Id"] for s in sources if s["Id"] not in skipped],
+        "renditionCount": len(renditions),
+        "renditions": renditions,
+        "apiCalls": sf.calls,
+    }
+
+
+def _images_on_record(sf: SalesforceClient, record_id: str) -> list[dict[str, Any]]:
+    """Latest versions of image files linked to the record that are not renditions themselves."""
+    extensions = ",".join(f"'{ext}'" for ext in IMAGE_EXTENSIONS)
+    return sf.query(
+        f"SELECT {', '.join(SOURCE_FIELDS)} FROM ContentVersion "
+        f"WHERE ContentDocumentId IN (SELECT ContentDocumentId FROM ContentDocumentLink "
+        f"WHERE LinkedEntityId = '{to_18(record_id)}') AND IsLatest = true "
+        f"AND {RENDITION_MARKER_FIELD} = null AND FileExtension IN ({extensions})"
+    )
+
+
+def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], variants: tuple[Variant, ...],
+                record_hint: str | None) -> list[dict[str, Any]]:
+    size = int(source.get("ContentSize") or 0)
+    if size > ctx.settings.max_image_bytes:
+        raise ImageRejected(
+            f"The file {source.get('PathOnClient')!r} is {size} bytes, above the {ctx.settings.max_image_bytes} "
+            "byte limit (OFFLOAD_MAX_IMAGE_BYTES)."
+        )
+    target = source.get("FirstPublishLocationId") or record_hint or _linked_record(sf, source)
+    lock = LOCK_PREFIX + source["Id"]
+    held = ctx.connection.set(lock, ctx.job_id, nx=True, ex=LOCK_TTL)
+    if not held and (ctx.connection.get(lock) or b"").decode() != ctx.job_id:
+        raise TransientJobError(f"Another job is writing renditions of {source['Id']}; retrying later.",
+                                code="RENDITION_LOCKED")
+    try:
+        existing = _existing_variants(sf, source["Id"])
+        missing = [v for v in variants if v.name not in existing]
+        written = [{"variant": name, "contentVersionId": cid, "existing": True} for name, cid in existing.items()]
+        if not missing:
+            event(logger, "all renditions already exist", variants=",".join(existing))
+            return written
+        data = sf.download_version_data(source["Id"], max_bytes=ctx.settings.max_image_bytes)
+        info, rendered = render_variants(data, missing, max_pixels=ctx.settings.max_pixels,
+                                         max_bytes=ctx.settings.max_image_bytes)
+        del data
+        for rendition in rendered:
+            new_id = sf.upload_content_version(_fields(source, rendition, target), rendition.data,
+                                               _filename(source, rendition))
+            mark_own_output(ctx.connection, [new_id])
+            event(logger, "rendition written", variant=rendition.variant.name, content_version_id=new_id,
+                  width=rendition.width, height=rendition.height, bytes=len(rendition.data))
+            written.append({"variant": rendition.variant.name, "contentVersionId": new_id,
+                            "width": rendition.width, "height": rendition.height,
+                            "format": rendition.variant.format, "bytes": len(rendition.data)})
+        event(logger, "source resized", format=info.format, width=info.width, height=info.height)
+        return written
+    finally:
+        if (ctx.connection.get(lock) or b"").decode() == ctx.job_id:
+            ctx.connection.delete(lock)
+
+
+def _existing_variants(sf: SalesforceClient, source_id: str) -> dict[str, str]:
+    rows = sf.query(
+        f"SELECT Id, {VARIANT_FIELD} FROM ContentVersion WHERE {RENDITION_MARKER_FIELD} = '{to_18(source_id)}'"
+    )
+    return {row[VARIANT_FIELD]: row["Id"] for row in rows if row.get(VARIANT_FIELD)}
+
+
+def _linked_record(sf: SalesforceClient, source: dict[str, Any]) -> str:
+    """The record a file is shared to, when it was not published to one directly (users excluded)."""
+    rows = sf.query(
+        "SELECT LinkedEntityId FROM ContentDocumentLink "
+        f"WHERE ContentDocumentId = '{to_18(source['ContentDocumentId'])}'"
+    )
+    for row in rows:
+        if key_prefix(row["LinkedEntityId"]) != "005":
+            return str(row["LinkedEntityId"])
+    raise PermanentJobError(
+        f"The file {source.get('PathOnClient')!r} is not shared to any record, so its renditions would have "
+        "nowhere to go. Attach it to a record first.", code="NO_RECORD")
+
+
+def _filename(source: dict[str, Any], rendition: Rendition) -> str:
+    stem = PurePosixPath(source.get("PathOnClient") or source.get("Title") or "photo").stem
+    return f"{stem}-{rendition.variant.name}.{rendition.extension}"
+
+
+def _fields(source: dict[str, Any], rendition: Rendition, target: str) -> dict[str, Any]:
+    title = source.get("Title") or PurePosixPath(source.get("PathOnClient") or "photo").stem
+    return {
+        "Title": f"{title} ({rendition.variant.name}, {rendition.width}x{rendition.height})",
+        "PathOnClient": _filename(source, rendition),
+        "FirstPublishLocationId": target,
+        RENDITION_MARKER_FIELD: source["Id"],
+        VARIANT_FIELD: rendition.variant.name,
+        "Description": f"Rendition of {source['Id']} made by Offload.",
+    }
