@@ -28,6 +28,18 @@ from services.sfids import to_18
 COMPLETION_EVENT = "Offload_Job_Event__e"
 
 
+def offload_org_config(**overrides: object) -> object:
+    """An emulated org as it looks after ``apex/`` is deployed: the rendition marker fields on
+    ContentVersion and the ``Offload_Job_Event__e`` Platform Event exist."""
+    from services.devorg import OrgConfig
+
+    return OrgConfig(
+        schema={"ContentVersion": ("Offload_Rendition_Of__c", "Offload_Variant__c", "Description")},
+        platform_events=frozenset({COMPLETION_EVENT}),
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
 def org_env(org: object) -> dict[str, str]:
     """Variables that point Offload's workers and receiver at an emulated org."""
     return {
@@ -45,7 +57,7 @@ def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
     """An emulated org for ``offload dev``; yields the environment for web and workers."""
     from services.devorg import EmulatedOrg
 
-    with EmulatedOrg(state_dir=Path(tempfile.mkdtemp(prefix="offload-org-"))) as org:
+    with EmulatedOrg(offload_org_config(), state_dir=Path(tempfile.mkdtemp(prefix="offload-org-"))) as org:
         _define_outbound(org, receiver_url)
         print(f"Org emulator: {org.base_url}  (CA bundle: {org.ca_bundle}, org id {org.org_id})")
         yield org_env(org)
@@ -104,7 +116,7 @@ class LocalStack:
             if self.redis_url is None:
                 self.redis_url = self._exit.enter_context(EmbeddedRedis()).url
             self.port = self.port or free_port()
-            self.org = self._exit.enter_context(EmulatedOrg(state_dir=self.log_dir / "org"))
+            self.org = self._exit.enter_context(EmulatedOrg(offload_org_config(), state_dir=self.log_dir / "org"))
             _define_outbound(self.org, self.receiver_url)
             self.process_env = {
                 **org_env(self.org),

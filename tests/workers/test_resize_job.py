@@ -1,0 +1,138 @@
+"""The resize-image job against the org emulator over HTTPS, with real Redis and an in-process RQ worker."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import redis
+from orgtools import create_record, renditions_of, upload_file
+from PIL import Image
+from tests_support_images import photo_jpeg
+
+from services.devorg.faults import FaultRule
+from services.queueing import Delivery, enqueue_deliveries, fetch_job
+
+
+def enqueue(conn: redis.Redis, payload: dict, key: str, **extra: object) -> str:
+    envelope = {"process": "resize-image", "payload": payload, "source": "callout", **extra}
+    [outcome] = enqueue_deliveries(conn, [Delivery(queue="resize-image", dedupe_key=key, envelope=envelope,
+                                                   description="test", retries=2)], dedupe_ttl=600)
+    return outcome.job_id
+
+
+def test_a_photo_gets_three_renditions_on_its_record(org, worker_env, redis_conn, run_jobs) -> None:
+    account = create_record(org, "Account", Name="12 Harbour View")
+    source = upload_file(org, account, photo_jpeg(3000, 2000, orientation=6), "harbour.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "k1")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "finished", job.latest_result().exc_string if job.latest_result() else None
+    result = job.return_value()
+    assert result["renditionCount"] == 3
+    made = renditions_of(org, source)
+    assert sorted(r["Offload_Variant__c"] for r in made) == ["large", "medium", "thumb"]
+    for rendition in made:
+        assert rendition["FirstPublishLocationId"] == account
+        data = org.state.blob_path(rendition["Id"]).read_bytes()
+        image = Image.open(io.BytesIO(data))
+        assert max(image.size) == {"large": 1600, "medium": 800, "thumb": 200}[rendition["Offload_Variant__c"]]
+        assert image.size[1] > image.size[0], "EXIF orientation 6 makes a landscape file a portrait photo"
+        assert "exif" not in image.info
+    links = [link for link in org.state.all_records("ContentDocumentLink") if link["LinkedEntityId"] == account]
+    assert len(links) == 4, "the source and its three renditions all show on the record"
+
+
+def test_the_completion_event_is_published(org, worker_env, redis_conn, run_jobs) -> None:
+    account = create_record(org, "Account", Name="Event")
+    source = upload_file(org, account, photo_jpeg(900, 600), "e.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "k-event")
+    run_jobs()
+    [event] = [e for e in org.state.events if e["type"] == "Offload_Job_Event__e"]
+    fields = event["fields"]
+    assert fields["Job_Id__c"] == job_id and fields["Status__c"] == "Succeeded"
+    assert fields["Record_Id__c"] == source and json.loads(fields["Result__c"])["renditionCount"] == 3
+
+
+def test_running_the_same_request_twice_leaves_one_set(org, worker_env, redis_conn, run_jobs) -> None:
+    """Asked by file and then by record: the second job finds the renditions and writes nothing."""
+    account = create_record(org, "Account", Name="Twice")
+    source = upload_file(org, account, photo_jpeg(1200, 900), "twice.jpg")
+    enqueue(redis_conn, {"contentVersionId": source}, "by-file")
+    run_jobs()
+    second = enqueue(redis_conn, {"recordId": account}, "by-record")
+    run_jobs()
+    assert len(renditions_of(org, source)) == 3
+    result = fetch_job(redis_conn, second).return_value()
+    assert result["sourceContentVersionIds"] == [source]
+    assert all(r.get("existing") for r in result["renditions"])
+
+
+def test_a_small_photo_is_never_upscaled(org, worker_env, redis_conn, run_jobs) -> None:
+    account = create_record(org, "Account", Name="Small")
+    source = upload_file(org, account, photo_jpeg(640, 480), "small.jpg")
+    enqueue(redis_conn, {"contentVersionId": source}, "small")
+    run_jobs()
+    sizes = {r["Offload_Variant__c"]: Image.open(org.state.blob_path(r["Id"])).size for r in renditions_of(org, source)}
+    assert sizes == {"large": (640, 480), "medium": (640, 480), "thumb": (200, 150)}
+
+
+def test_a_non_image_fails_permanently_without_retries(org, worker_env, redis_conn, run_jobs) -> None:
+    account = create_record(org, "Account", Name="Pdf")
+    source = upload_file(org, account, b"%PDF-1.7\n%fake\n", "contract.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "pdf")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "failed"
+    assert job.retries_left == 0, "a permanent error must not be retried"
+    assert "ImageRejected" in job.latest_result().exc_string
+    assert renditions_of(org, source) == []
+    [event] = [e for e in org.state.events if e["type"] == "Offload_Job_Event__e"]
+    assert event["fields"]["Status__c"] == "Failed" and "IMAGE_REJECTED" in event["fields"]["Error__c"]
+
+
+def test_an_unknown_file_fails_with_salesforces_error_code(org, worker_env, redis_conn, run_jobs) -> None:
+    job_id = enqueue(redis_conn, {"contentVersionId": "0685g00000ZZZZZAAA"[:15]}, "missing")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "failed" and job.retries_left == 0
+    assert "NOT_FOUND" in job.latest_result().exc_string
+
+
+def test_a_busy_org_is_retried_later_not_failed(org, worker_env, redis_conn, run_jobs) -> None:
+    """503 SERVER_UNAVAILABLE is transient: the job is scheduled for a retry with backoff."""
+    account = create_record(org, "Account", Name="Busy")
+    source = upload_file(org, account, photo_jpeg(800, 600), "busy.jpg")
+    org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion/*", error="SERVER_UNAVAILABLE", count=1))
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "busy")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "scheduled"
+    assert job.retries_left == 1
+    assert renditions_of(org, source) == []
+
+
+def test_an_expired_token_is_replaced_once(org, worker_env, redis_conn, run_jobs) -> None:
+    account = create_record(org, "Account", Name="Expired")
+    source = upload_file(org, account, photo_jpeg(800, 600), "exp.jpg")
+    enqueue(redis_conn, {"contentVersionId": source}, "warm")
+    run_jobs()
+    org.state.tokens.expire_all()
+    other = upload_file(org, account, photo_jpeg(800, 600, seed=2), "exp2.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": other}, "after-expiry")
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    assert len(renditions_of(org, other)) == 3
+
+
+@pytest.mark.parametrize("bad", ["rendition"])
+def test_a_rendition_is_never_resized(org, worker_env, redis_conn, run_jobs, bad) -> None:
+    account = create_record(org, "Account", Name="Loop")
+    source = upload_file(org, account, photo_jpeg(800, 600), "loop.jpg")
+    fake = upload_file(org, account, photo_jpeg(400, 300), "loop-thumb.jpg",
+                       Offload_Rendition_Of__c=source, Offload_Variant__c="thumb")
+    job_id = enqueue(redis_conn, {"contentVersionId": fake}, "loop")
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).return_value()["renditionCount"] == 0
+    assert renditions_of(org, fake) == []
