@@ -1,0 +1,210 @@
+"""Record operations with Salesforce's validation: the one path every write takes.
+
+REST sObject routes, composite subrequests, sObject collections and the admin API all call
+these functions, so a rule (read-only fields, required fields, id checks, locked rows) holds
+everywhere. Errors are raised as ``RestError`` with Salesforce's errorCodes.
+
+The store is schema-less: any well-formed field name is accepted on write (a real org would
+answer INVALID_FIELD for a field it lacks) and becomes known for its type from then on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from services import sfids
+
+from . import sferrors
+from .keyprefixes import is_platform_event
+from .sferrors import RestError
+from .state import SYSTEM_FIELDS, OrgState
+
+_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+#: Lookup fields we validate (the generic store cannot know custom lookups).
+REFERENCE_FIELDS = (
+    "OwnerId",
+    "ParentId",
+    "AccountId",
+    "FirstPublishLocationId",
+    "ContentDocumentId",
+    "LinkedEntityId",
+    "WhatId",
+    "WhoId",
+)
+
+#: Fields Salesforce computes, per object (ContentVersion: reference D.7).
+READ_ONLY: dict[str, tuple[str, ...]] = {
+    "ContentVersion": ("ContentSize", "FileExtension", "FileType", "IsLatest", "VersionNumber", "Checksum"),
+    "ContentDocument": ("LatestPublishedVersionId", "ContentSize", "FileExtension", "FileType"),
+}
+#: Fields settable on insert only.
+CREATE_ONLY: dict[str, tuple[str, ...]] = {
+    "ContentVersion": ("ContentDocumentId", "FirstPublishLocationId", "PathOnClient", "VersionData"),
+    "ContentDocumentLink": ("ContentDocumentId", "LinkedEntityId"),
+}
+
+
+def resolve_type(state: OrgState, name: str) -> str:
+    """Canonical sObject name, or 404 NOT_FOUND as Salesforce answers for an unknown type."""
+    canonical = state.catalog.resolve(name)
+    if canonical is None:
+        raise sferrors.not_found()
+    return canonical
+
+
+def parse_id(state: OrgState, sobject: str, value: str, *, field: str = "Id") -> str:
+    """The 18-character Id of ``value`` for a URL or Id field of ``sobject``.
+
+    Not an Id at all: Salesforce tries it as an external id and answers 404 "Provided
+    external ID field does not exist or is not accessible". An Id of another type: 400
+    MALFORMED_ID (fixture rest-error-400-malformed-id.json).
+    """
+    if not sfids.is_valid_id(value):
+        raise RestError(
+            404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {value}"
+        )
+    if sfids.key_prefix(value) != state.catalog.prefix(sobject):
+        raise sferrors.malformed_id(sobject, value, field)
+    return sfids.to_18(value)
+
+
+def fetch(state: OrgState, sobject: str, value: str) -> dict[str, Any]:
+    """A live record of ``sobject`` by Id, or the documented 404."""
+    rid = parse_id(state, sobject, value)
+    found = state.get_record(rid)
+    if found is None:
+        raise sferrors.not_found()
+    return found[1]
+
+
+def clean_fields(
+    state: OrgState, sobject: str, body: Any, *, creating: bool, admin: bool = False
+) -> dict[str, Any]:
+    """Validate a write body: an object of scalar fields, none of them read-only."""
+    if not isinstance(body, dict):
+        raise sferrors.json_parser_error("Cannot deserialize instance of sObject from non-object value")
+    fields = {k: v for k, v in body.items() if k != "attributes"}
+    for name, value in fields.items():
+        if not _FIELD_RE.match(name):
+            raise sferrors.invalid_field(sobject, name)
+        if isinstance(value, dict | list):
+            raise sferrors.json_parser_error(
+                f"Cannot deserialize instance of {name} from {type(value).__name__}"
+            )
+    if admin:
+        return fields
+    lowered = {k.lower(): k for k in fields}
+    blocked = [
+        lowered[f.lower()] for f in (*SYSTEM_FIELDS, *READ_ONLY.get(sobject, ())) if f.lower() in lowered
+    ]
+    if not creating:
+        blocked += [lowered[f.lower()] for f in CREATE_ONLY.get(sobject, ()) if f.lower() in lowered]
+        blocked = [b for b in blocked if b != "Id"]  # an Id in a PATCH body is ignored
+        fields.pop(lowered.get("id", "\0"), None)
+    if blocked:
+        raise sferrors.read_only_field(blocked)
+    for ref in REFERENCE_FIELDS:
+        name = lowered.get(ref.lower())
+        if name and fields[name] not in (None, ""):
+            fields[name] = _check_reference(state, ref, fields[name])
+    return fields
+
+
+def _check_reference(state: OrgState, field: str, value: Any) -> str:
+    if not isinstance(value, str) or not sfids.is_valid_id(value):
+        raise RestError(400, "MALFORMED_ID", f"{field}: id value of incorrect type: {value}", [field])
+    if state.config.require_existing_references and state.get_record(value) is None:
+        raise sferrors.invalid_reference(field)
+    return sfids.to_18(value)
+
+
+def check_required(state: OrgState, sobject: str, fields: dict[str, Any]) -> None:
+    present = {k.lower() for k, v in fields.items() if v not in (None, "")}
+    missing = [f for f in state.config.required_fields.get(sobject, ()) if f.lower() not in present]
+    if missing:
+        raise sferrors.required_missing(missing)
+
+
+def check_lock(state: OrgState, record_id: str) -> None:
+    if record_id in state.locked_ids:
+        raise sferrors.unable_to_lock_row(record_id)
+
+
+def create(
+    state: OrgState, sobject: str, body: Any, *, blob: Any = None, admin: bool = False
+) -> dict[str, Any]:
+    """Insert one record (or publish one event) and return it. ``blob``: multipart file bytes."""
+    fields = clean_fields(state, sobject, body, creating=True, admin=admin)
+    if is_platform_event(sobject):
+        return state.publish_event(sobject, fields)
+    if sobject == "ContentVersion":
+        from . import files
+
+        return files.create_version(state, fields, blob)
+    record_id = None
+    if admin and "Id" in fields:
+        record_id = fields.pop("Id")
+        if not sfids.is_valid_id(record_id) or state.get_record(record_id):
+            raise RestError(400, "DUPLICATE_VALUE", f"invalid or duplicate Id: {record_id}", ["Id"])
+    check_required(state, sobject, fields)
+    if sobject == "ContentDocumentLink":
+        fields.setdefault("ShareType", "V")
+        fields.setdefault("Visibility", "AllUsers")
+    if sobject not in ("User", "ContentDocumentLink"):
+        fields.setdefault("OwnerId", state.user_id)
+    return state.insert(sobject, fields, record_id=record_id)
+
+
+def update(
+    state: OrgState, sobject: str, record_id: str, body: Any, *, admin: bool = False
+) -> dict[str, Any]:
+    """PATCH semantics: only the given fields change."""
+    fetch(state, sobject, record_id)
+    rid = sfids.to_18(record_id)
+    check_lock(state, rid)
+    fields = clean_fields(state, sobject, body, creating=False, admin=admin)
+    return state.update(rid, fields)
+
+
+def delete(state: OrgState, sobject: str, record_id: str) -> None:
+    """Delete a record; deleting a ContentDocument takes its versions and links with it."""
+    fetch(state, sobject, record_id)
+    rid = sfids.to_18(record_id)
+    check_lock(state, rid)
+    with state.lock:
+        if sobject == "ContentDocument":
+            for child in ("ContentVersion", "ContentDocumentLink"):
+                for rec in state.find(child, ContentDocumentId=rid):
+                    state.delete(rec["Id"])
+        state.delete(rid)
+
+
+def shape(
+    state: OrgState, sobject: str, record: dict[str, Any], version: str, fields: list[str] | None = None
+) -> dict[str, Any]:
+    """A record as REST returns it: ``attributes`` first, then fields (all known, or ``fields``)."""
+    url = f"/services/data/v{version}/sobjects/{sobject}/{record['Id']}"
+    out: dict[str, Any] = {"attributes": {"type": sobject, "url": url}}
+    by_lower = {k.lower(): k for k in record}
+    if fields is None:
+        names = state.field_names(sobject) or list(record)
+    else:
+        names = []
+        for requested in fields:
+            canonical = state.known_field(sobject, requested) or by_lower.get(requested.lower())
+            if canonical is None:
+                if state.config.strict_read_fields:
+                    raise sferrors.invalid_field(sobject, requested)
+                canonical = requested
+            names.append(canonical)
+        if "Id" not in names:
+            names.append("Id")
+    names = ["Id", *[n for n in names if n != "Id"]]
+    for name in names:
+        value = record.get(by_lower.get(name.lower(), name))
+        if sobject == "ContentVersion" and name == "VersionData":
+            value = f"{url}/VersionData"
+        out[name] = value
+    return out

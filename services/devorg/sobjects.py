@@ -1,0 +1,218 @@
+"""sObject REST routes: describe, create (JSON or multipart), read, update, delete, upsert, blobs.
+
+Status codes and bodies follow the REST API guide: create answers 201
+``{"id", "success": true, "errors": []}``; update and delete answer 204 with no body; an unknown
+type or record 404 NOT_FOUND; an Id of the wrong type 400 MALFORMED_ID (fixtures
+rest-error-*.json). Platform events (``X__e``) answer 201 with an ``OPERATION_ENQUEUED`` entry
+in ``errors`` (reference D.10, fixture platform-event-publish-response.json; layout UNVERIFIED).
+
+Multipart creates (reference D.7, fixture contentversion-multipart-request.http) take the
+fields from the first non-binary part (``entity_content``; any ``entity_*`` name is accepted,
+the docs' Document example uses ``entity_document``) and the bytes from the ``VersionData``
+part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, send_file
+
+from services import sfids
+
+from . import files, records, sferrors
+from .keyprefixes import is_custom_object, is_platform_event
+from .rest import V, check_version
+from .sferrors import RestError, json_response
+from .state import OrgState
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("devorg_sobjects", __name__)
+
+
+def _state() -> OrgState:
+    return current_app.extensions["devorg_state"]
+
+
+def read_json(state: OrgState) -> Any:
+    """The JSON body, with Salesforce's size cap and parser error."""
+    if (request.content_length or 0) > state.config.max_json_request_bytes:
+        raise sferrors.too_large(state.config.max_json_request_bytes)
+    raw = request.get_data(cache=True)
+    if len(raw) > state.config.max_json_request_bytes:
+        raise sferrors.too_large(state.config.max_json_request_bytes)
+    try:
+        return json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise sferrors.json_parser_error(
+            f"Unexpected character: {exc.msg if hasattr(exc, 'msg') else exc} "
+            f"at [line:{getattr(exc, 'lineno', 1)}, column:{getattr(exc, 'colno', 1)}]"
+        ) from exc
+
+
+def _describe(state: OrgState, sobject: str, version: str) -> dict[str, Any]:
+    base = f"/services/data/v{version}/sobjects/{sobject}"
+    event = is_platform_event(sobject)
+    return {
+        "name": sobject,
+        "label": sobject,
+        "keyPrefix": state.catalog.prefix(sobject),
+        "custom": is_custom_object(sobject) or event,
+        "createable": True,
+        "queryable": not event,
+        "updateable": not event,
+        "deletable": not event,
+        "retrieveable": not event,
+        "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
+    }
+
+
+@bp.get(f"{V}/sobjects")
+def global_describe(version: str) -> Response:
+    check_version(version)
+    state = _state()
+    return json_response(
+        {
+            "encoding": "UTF-8",
+            "maxBatchSize": 200,
+            "sobjects": [_describe(state, n, version) for n in state.catalog.names()],
+        }
+    )
+
+
+@bp.get(f"{V}/sobjects/<sobject>")
+def basic_info(version: str, sobject: str) -> Response:
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    recent = [records.shape(state, canonical, r, version, ["Id"]) for r in state.all_records(canonical)[-10:]]
+    return json_response({"objectDescribe": _describe(state, canonical, version), "recentItems": recent})
+
+
+@bp.get(f"{V}/sobjects/<sobject>/describe")
+def describe(version: str, sobject: str) -> Response:
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    body = _describe(state, canonical, version)
+    body["fields"] = [
+        {"name": f, "label": f, "custom": f.endswith("__c")} for f in state.field_names(canonical)
+    ]
+    return json_response(body)
+
+
+@bp.post(f"{V}/sobjects/<sobject>")
+def create(version: str, sobject: str) -> Response:
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    if request.mimetype == "multipart/form-data":
+        body, blob = _multipart(canonical)
+        record = records.create(state, canonical, body, blob=blob)
+    else:
+        record = records.create(state, canonical, read_json(state))
+    if is_platform_event(canonical):
+        errors = [{"statusCode": "OPERATION_ENQUEUED", "message": record["EventUuid"], "fields": []}]
+        return json_response({"id": record["Id"], "success": True, "errors": errors}, 201)
+    return json_response({"id": record["Id"], "success": True, "errors": []}, 201)
+
+
+def _multipart(sobject: str) -> tuple[Any, Any]:
+    entity: str | None = None
+    for name, value in request.form.items():
+        if name.startswith("entity_"):
+            entity = value
+            break
+    for name, storage in request.files.items():
+        if entity is None and name.startswith("entity_"):
+            entity = storage.read().decode("utf-8")
+    if entity is None:
+        raise RestError(400, "INVALID_MULTIPART_REQUEST", "Multipart message must include a non-binary part")
+    try:
+        body = json.loads(entity)
+    except json.JSONDecodeError as exc:
+        raise sferrors.json_parser_error(f"Unexpected character in entity part: {exc.msg}") from exc
+    blob = next((s for n, s in request.files.items() if not n.startswith("entity_")), None)
+    if sobject != "ContentVersion" and blob is not None:
+        raise RestError(
+            400,
+            "INVALID_MULTIPART_REQUEST",
+            f"The emulator stores binary parts for ContentVersion only, not {sobject}",
+        )
+    return body, blob
+
+
+@bp.get(f"{V}/sobjects/<sobject>/<record_id>")
+def read(version: str, sobject: str, record_id: str) -> Response:
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    record = records.fetch(state, canonical, record_id)
+    wanted = request.args.get("fields")
+    fields = [f.strip() for f in wanted.split(",") if f.strip()] if wanted else None
+    return json_response(records.shape(state, canonical, record, version, fields))
+
+
+@bp.patch(f"{V}/sobjects/<sobject>/<record_id>")
+def update(version: str, sobject: str, record_id: str) -> Response:
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    records.update(state, canonical, record_id, read_json(state))
+    return Response(status=204)
+
+
+@bp.delete(f"{V}/sobjects/<sobject>/<record_id>")
+def delete(version: str, sobject: str, record_id: str) -> Response:
+    check_version(version)
+    state = _state()
+    records.delete(state, records.resolve_type(state, sobject), record_id)
+    return Response(status=204)
+
+
+@bp.get(f"{V}/sobjects/<sobject>/<first>/<second>")
+def blob_or_external(version: str, sobject: str, first: str, second: str) -> Response:
+    """``ContentVersion/<id>/VersionData`` streams bytes; ``<T>/<ExtField>/<value>`` reads by external id."""
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    if sfids.is_valid_id(first):
+        if canonical != "ContentVersion" or second.lower() != "versiondata":
+            raise sferrors.not_found()
+        path = files.version_data_path(state, first)
+        return send_file(path, mimetype="application/octet-stream", conditional=False, etag=False)
+    matches = state.find(canonical, **{first: second})
+    if not matches:
+        raise sferrors.not_found()
+    if len(matches) > 1:
+        return json_response(
+            [records.shape(state, canonical, m, version, ["Id"])["attributes"]["url"] for m in matches], 300
+        )
+    return json_response(records.shape(state, canonical, matches[0], version))
+
+
+@bp.patch(f"{V}/sobjects/<sobject>/<field>/<value>")
+def upsert(version: str, sobject: str, field: str, value: str) -> Response:
+    """Upsert by external id: 201 created, 200 updated (API 46.0+ body), 300 if ambiguous."""
+    check_version(version)
+    state = _state()
+    canonical = records.resolve_type(state, sobject)
+    body = read_json(state)
+    with state.lock:
+        matches = state.find(canonical, **{field: value})
+        if len(matches) > 1:
+            return json_response(
+                [f"/services/data/v{version}/sobjects/{canonical}/{m['Id']}" for m in matches], 300
+            )
+        if matches:
+            records.update(state, canonical, matches[0]["Id"], body)
+            return json_response(
+                {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}, 200
+            )
+        if isinstance(body, dict):
+            body = {**body, field: value}
+        record = records.create(state, canonical, body)
+    return json_response({"id": record["Id"], "success": True, "errors": [], "created": True}, 201)

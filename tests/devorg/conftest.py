@@ -1,0 +1,61 @@
+"""Shared fixtures: a real HTTPS org emulator per test, clients that trust its CA, fixture files."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from devorg_support import API, Api
+from simple_salesforce import Salesforce
+
+from services.devorg import EmulatedOrg, OrgConfig
+
+
+@pytest.fixture
+def org_config() -> OrgConfig:
+    """Override in a test module to start the org with other settings."""
+    return OrgConfig()
+
+
+@pytest.fixture
+def org(org_config: OrgConfig, tmp_path: Path) -> Iterator[EmulatedOrg]:
+    with EmulatedOrg(org_config, state_dir=tmp_path / "org") as running:
+        yield running
+
+
+@pytest.fixture
+def api(org: EmulatedOrg) -> Api:
+    return Api(org, org.issue_token())
+
+
+@pytest.fixture
+def sf(org: EmulatedOrg, api: Api) -> Salesforce:
+    """simple-salesforce, unchanged, pointed at the emulator through a CA-trusting session."""
+    return Salesforce(instance_url=org.base_url, session_id=api.token, session=org.session(), version=API)
+
+
+@pytest.fixture
+def account(api: Api) -> str:
+    response = api.post("/sobjects/Account", json={"Name": "Acme"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+@pytest.fixture(scope="session")
+def jwt_keypair() -> tuple[bytes, str]:
+    """(private key PEM, self-signed certificate PEM) as a connected app would hold."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "offload-jwt")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
