@@ -58,16 +58,32 @@ def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
     from services.devorg import EmulatedOrg
 
     with EmulatedOrg(offload_org_config(), state_dir=Path(tempfile.mkdtemp(prefix="offload-org-"))) as org:
-        _define_outbound(org, receiver_url)
+        sender = _define_outbound(org, receiver_url)
+        stack_cb = contextlib.ExitStack()
+        stack_cb.callback(sender.stop)  # type: ignore[attr-defined]
         print(f"Org emulator: {org.base_url}  (CA bundle: {org.ca_bundle}, org id {org.org_id})")
-        yield org_env(org)
+        with stack_cb:
+            yield org_env(org)
 
 
-def _define_outbound(org: object, receiver_url: str) -> None:
+def attach_outbound_sender(org: object, *, time_scale: float = 1.0) -> object:
+    """Give the emulated org its Outbound Message queue: record changes notify it, a thread delivers."""
+    from services.devorg.outbound import OutboundSender
+
+    state = org.state  # type: ignore[attr-defined]
+    if state.outbound is None:
+        sender = OutboundSender(session_id_provider=org.issue_token, time_scale=time_scale)  # type: ignore[attr-defined]
+        state.outbound = sender
+        state.add_listener(sender.record_changed)
+        sender.start()
+    return state.outbound
+
+
+def _define_outbound(org: object, receiver_url: str) -> object:
     """An Outbound Message on Account that calls ``/outbound/resize-image``, as apex/ sets up."""
     from services.devorg.outbound import OutboundMessageDefinition
 
-    sender = org.state.outbound  # type: ignore[attr-defined]
+    sender = attach_outbound_sender(org)
     config = org.state.config  # type: ignore[attr-defined]
     sender.define(OutboundMessageDefinition(
         name="Offload_Resize_Photos",
@@ -81,6 +97,7 @@ def _define_outbound(org: object, receiver_url: str) -> None:
         instance_url=org.base_url,  # type: ignore[attr-defined]
         api_version=config.api_version,
     ))
+    return sender
 
 
 @dataclass
@@ -117,7 +134,7 @@ class LocalStack:
                 self.redis_url = self._exit.enter_context(EmbeddedRedis()).url
             self.port = self.port or free_port()
             self.org = self._exit.enter_context(EmulatedOrg(offload_org_config(), state_dir=self.log_dir / "org"))
-            _define_outbound(self.org, self.receiver_url)
+            self._exit.callback(_define_outbound(self.org, self.receiver_url).stop)  # type: ignore[attr-defined]
             self.process_env = {
                 **org_env(self.org),
                 "REDIS_URL": self.redis_url,
