@@ -73,17 +73,17 @@ def dev(port: int, worker_count: int, with_org: bool | None) -> None:
         sys.exit(manager.returncode or 0)
 
 
-def _register_optional_commands() -> None:
-    """Sub-command groups that live in their own modules."""
+def _register_commands() -> None:
+    """Sub-commands that live in their own modules."""
+    from services.demo import demo
     from services.devorg.cli import org
-    from services.jobs_cli import jobs
 
     main.add_command(org)
-    main.add_command(jobs)
-    from services.demo import demo
-
     main.add_command(demo)
 
 
-with contextlib.suppress(ImportError):
-    _register_optional_commands()
+_register_commands()
+
+
+if __name__ == "__main__":
+    main()

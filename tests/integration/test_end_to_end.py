@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pytest
 import requests
 from orgtools import create_record, renditions_of, upload_file
+from tests_support_images import photo_jpeg
 
 from services.devorg.callouts import apex_callout
 from services.devstack import LocalStack
 from services.signing import sign
-from tests_support_images import photo_jpeg
 
 pytestmark = pytest.mark.integration
 
