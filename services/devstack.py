@@ -23,7 +23,6 @@ import requests
 
 from services.embedded_redis import EmbeddedRedis, free_port
 from services.procfile import spawn, stop
-from services.sfids import to_18
 
 COMPLETION_EVENT = "Offload_Job_Event__e"
 
@@ -66,38 +65,14 @@ def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
             yield org_env(org)
 
 
-def attach_outbound_sender(org: object, *, time_scale: float = 1.0) -> object:
-    """Give the emulated org its Outbound Message queue: record changes notify it, a thread delivers."""
-    from services.devorg.outbound import OutboundSender
-
-    state = org.state  # type: ignore[attr-defined]
-    if state.outbound is None:
-        sender = OutboundSender(session_id_provider=org.issue_token, time_scale=time_scale)  # type: ignore[attr-defined]
-        state.outbound = sender
-        state.add_listener(sender.record_changed)
-        sender.start()
-    return state.outbound
-
-
 def _define_outbound(org: object, receiver_url: str) -> object:
     """An Outbound Message on Account that calls ``/outbound/resize-image``, as apex/ sets up."""
-    from services.devorg.outbound import OutboundMessageDefinition
+    from services.devorg.outbound_admin import define, ensure_sender
 
-    sender = attach_outbound_sender(org)
-    config = org.state.config  # type: ignore[attr-defined]
-    sender.define(OutboundMessageDefinition(
-        name="Offload_Resize_Photos",
-        sobject="Account",
-        fields=("Id", "Name"),
-        endpoint_url=f"{receiver_url}/outbound/resize-image",
-        org_id=config.org_id,
-        action_id=to_18("04k5g000000OFFL"),
-        user_id=to_18("0055g00000OFFLD"),
-        include_session_id=False,
-        instance_url=org.base_url,  # type: ignore[attr-defined]
-        api_version=config.api_version,
-    ))
-    return sender
+    state = org.state  # type: ignore[attr-defined]
+    define(state, name="Offload_Resize_Photos", sobject="Account", fields=("Id", "Name"),
+           endpoint_url=f"{receiver_url}/outbound/resize-image")
+    return ensure_sender(state)
 
 
 @dataclass

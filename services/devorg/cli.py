@@ -42,6 +42,9 @@ def _serve(port: int, state_dir: str | None, org_id: str | None, client_id: str 
     saved.touch(mode=0o600)
     saved.write_text(json.dumps({"client_id": config.client_id, "client_secret": config.client_secret}))
     org.listen()  # bind first so the printed URL has the real port
+    from .outbound_admin import ensure_sender
+
+    ensure_sender(org.state)
     click.echo(f"Salesforce org emulator listening on {org.base_url}")
     click.echo(f"  CA bundle:     {org.ca_bundle}")
     click.echo(f"  Org id:        {org.org_id}")
@@ -249,3 +252,44 @@ def tokens_expire(url: str, ca_bundle: str) -> None:
 @_admin_options
 def tokens_list(url: str, ca_bundle: str) -> None:
     _echo(Admin(url, ca_bundle).call("GET", "/tokens"))
+
+
+@org.group()
+def outbound() -> None:
+    """Outbound Messages: define them, send them, watch deliveries (Setup > Outbound Messages)."""
+
+
+@outbound.command("define")
+@click.argument("name")
+@click.option("--object", "sobject", required=True, help="sObject whose create/edit fires it, e.g. Account.")
+@click.option("--endpoint", required=True, help="e.g. http://127.0.0.1:5000/outbound/resize-image")
+@click.option("--fields", default="Id", show_default=True, help="Comma-separated fields to send.")
+@click.option("--send-session-id", is_flag=True, help="Send a session id (Salesforce then requires https).")
+@_admin_options
+def outbound_define(name: str, sobject: str, endpoint: str, fields: str, send_session_id: bool, url: str,
+                    ca_bundle: str) -> None:
+    body = {"name": name, "sobject": sobject, "endpoint_url": endpoint,
+            "fields": [f.strip() for f in fields.split(",") if f.strip()], "include_session_id": send_session_id}
+    _echo(Admin(url, ca_bundle).call("POST", "/outbound-messages", json=body))
+
+
+@outbound.command("list")
+@_admin_options
+def outbound_list(url: str, ca_bundle: str) -> None:
+    _echo(Admin(url, ca_bundle).call("GET", "/outbound-messages"))
+
+
+@outbound.command("send")
+@click.argument("name")
+@click.argument("record_ids", nargs=-1, required=True)
+@_admin_options
+def outbound_send(name: str, record_ids: tuple[str, ...], url: str, ca_bundle: str) -> None:
+    """Send now for these records, whatever changed."""
+    _echo(Admin(url, ca_bundle).call("POST", f"/outbound-messages/{name}/send", json={"record_ids": record_ids}))
+
+
+@outbound.command("deliveries")
+@_admin_options
+def outbound_deliveries(url: str, ca_bundle: str) -> None:
+    """Every queued, delivered and expired message with its attempts."""
+    _echo(Admin(url, ca_bundle).call("GET", "/deliveries"))
