@@ -92,11 +92,11 @@ def read_source(source: Source, max_bytes: int) -> tuple[BinaryIO, int, str, boo
             fp.close()
             raise
         return fp, size, digest, True
-    if source.seekable():
-        start = source.tell()
+    if source.seekable() and source.tell() == 0:
         digest, size = _hash_stream(source, max_bytes)
-        source.seek(start)
+        source.seek(0)
         return source, size, digest, False
+    # Not seekable, or positioned mid-stream (Image.open always seeks to 0): read the rest into memory.
     data = source.read(max_bytes + 1)
     _check_bytes(len(data), max_bytes)
     return io.BytesIO(data), len(data), hashlib.sha256(data).hexdigest(), True
@@ -104,9 +104,7 @@ def read_source(source: Source, max_bytes: int) -> tuple[BinaryIO, int, str, boo
 
 def _check_bytes(size: int, max_bytes: int) -> None:
     if size > max_bytes:
-        raise ImageRejected(
-            f"The file is {_mb(size)}, above the {_mb(max_bytes)} limit (OFFLOAD_MAX_IMAGE_BYTES)."
-        )
+        raise ImageRejected(f"The file is {_mb(size)}, above the {_mb(max_bytes)} limit (OFFLOAD_MAX_IMAGE_BYTES).")
     if size == 0:
         raise ImageRejected("The file is empty (0 bytes), so there is no image to resize.")
 
@@ -147,10 +145,12 @@ def describe_unknown(head: bytes) -> str:
     if head[4:12] in (b"ftypavif", b"ftypavis"):
         return "an AVIF image"
     try:
-        head.decode("utf-8")
-        return "a text file"
+        text_head = head.decode("utf-8")
     except UnicodeDecodeError:
         return "a file of an unknown type"
+    if all(c.isprintable() or c in "\t\r\n" for c in text_head):
+        return "a text file"
+    return "a file of an unknown type"
 
 
 _BOMB = re.compile(r"\((\d+) pixels\)")

@@ -1,0 +1,285 @@
+"""Benchmark: workers.imaging.render_variants against naive Pillow and libvips, on one core.
+
+    .venv/bin/python bench/images.py            # full run (3 rounds x (1 warm-up + 5 timed))
+    .venv/bin/python bench/images.py --quick    # 1 round x (1 warm-up + 2 timed)
+
+It generates photo-like test images in a temp dir (never committed): a real photo (scikit-image's
+``coffee``) upscaled, plus 1/f texture modulated by brightness, a 0.6 px blur and luminance/chroma grain,
+so a q90 JPEG is ~0.3 bytes/pixel like a camera file (Huffman decoding cost follows compressed size).
+Each method runs in its own subprocess pinned to CPU 0, so peak RSS (from ``os.wait4``) is per method
+and includes the interpreter, as in docs/reference's measurements. Rounds are interleaved and methods
+shuffled, because the machine is shared and noisy: read the ratios, not the absolute times.
+
+Methods: ``naive`` (open, exif_transpose, convert RGB, LANCZOS from full size per variant, encode),
+``ours`` (render_variants) and ``vips`` (thumbnail(file, 1600) -> copy_memory -> thumbnail_image(800)
+-> thumbnail_image(200); only if pyvips is importable: ``pip install "pyvips[binary]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = (("large", 1600, "jpeg"), ("medium", 800, "webp"), ("thumb", 200, "jpeg"))
+IMAGES = {  # name: (width, height, format, orientation)
+    "photo24_o6.jpg": (6000, 4000, "JPEG", 6),
+    "photo12.jpg": (4000, 3000, "JPEG", 1),
+    "photo12.png": (4000, 3000, "PNG", 1),
+}
+GOAL_SPEEDUP = {"photo24_o6.jpg": 3.0, "photo12.jpg": 2.4, "photo12.png": 1.4}
+GOAL_SSIM = 0.99
+GOAL_RSS_SHARE = 0.40
+
+
+# ---------------------------------------------------------------- test photos (parent only)
+def make_photo(width: int, height: int, seed: int = 1):  # -> PIL.Image.Image
+    """A grainy photo-like RGB image: real composition and colour, 1/f texture, optical blur, grain."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(Image.fromarray(data.coffee()).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    lum = arr.mean(axis=2) / 255.0
+    pink = np.zeros((height, width), np.float32)
+    octaves = 0
+    while (width >> octaves) >= 8 and octaves < 9:  # equal-amplitude octaves ~ a 1/f amplitude spectrum
+        small = rng.standard_normal((max(2, height >> octaves), max(2, width >> octaves)), dtype=np.float32)
+        pink += np.asarray(Image.fromarray(small, "F").resize((width, height), Image.Resampling.BICUBIC))
+        octaves += 1
+    arr += (pink * (14.0 / np.sqrt(octaves)) * (0.35 + 0.65 * lum))[:, :, None]
+    del pink, lum
+    blurred = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.6))
+    arr = np.asarray(blurred, dtype=np.float32)
+    arr += rng.standard_normal((height, width, 1), dtype=np.float32) * 5.0  # luminance grain
+    arr += rng.standard_normal((height, width, 3), dtype=np.float32) * 2.5  # chroma grain
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def write_images(directory: Path) -> dict[str, Path]:
+    from PIL import Image
+
+    paths = {}
+    for name, (w, h, fmt, orientation) in IMAGES.items():
+        path = directory / name
+        im = make_photo(w, h, seed=len(paths) + 1)
+        if fmt == "JPEG":
+            exif = Image.Exif()
+            if orientation != 1:
+                exif[0x0112] = orientation  # stored 6000x4000, displays as a 4000x6000 portrait
+            im.save(path, "JPEG", quality=90, exif=exif)
+        else:
+            im.save(path, "PNG")
+        size = path.stat().st_size
+        print(f"  {name}: {w}x{h} {size / 1e6:.2f} MB ({size / (w * h):.2f} B/px)", file=sys.stderr)
+        paths[name] = path
+    return paths
+
+
+# ---------------------------------------------------------------- methods (child only)
+def _fit(width: int, height: int, long_edge: int) -> tuple[int, int]:
+    scale = long_edge / max(width, height)
+    return (width, height) if scale >= 1 else (max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def run_naive(path: Path, lossless: bool = False) -> list[tuple[str, bytes, tuple[int, int]]]:
+    import io
+
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    out = []
+    for name, edge, fmt in VARIANTS:
+        r = im.resize(_fit(*im.size, edge), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        if lossless:
+            r.save(buf, "PNG", compress_level=1)
+        else:
+            r.save(buf, fmt.upper(), **({"quality": 85} if fmt == "jpeg" else {"quality": 80, "method": 4}))
+        out.append((name, buf.getvalue(), r.size))
+    return out
+
+
+def run_ours(path: Path, lossless: bool = False) -> list[tuple[str, bytes, tuple[int, int]]]:
+    from workers.imaging import DEFAULT_VARIANTS_SPEC, Variant, parse_variants, render_variants
+
+    variants = parse_variants(DEFAULT_VARIANTS_SPEC)
+    if lossless:  # same pipeline, PNG encode: the pixels before lossy encoding
+        variants = tuple(Variant(v.name, v.long_edge, "png") for v in variants)
+    _, renditions = render_variants(path, variants)
+    return [(r.variant.name, r.data, (r.width, r.height)) for r in renditions]
+
+
+def run_vips(path: Path) -> list[tuple[str, bytes, tuple[int, int]]]:
+    import pyvips
+
+    big = pyvips.Image.thumbnail(str(path), 1600, height=1600).copy_memory()
+    medium = big.thumbnail_image(800, height=800)
+    thumb = medium.thumbnail_image(200, height=200)
+    return [
+        ("large", big.jpegsave_buffer(Q=85, keep="none"), (big.width, big.height)),
+        ("medium", medium.webpsave_buffer(Q=80, effort=4, keep="none"), (medium.width, medium.height)),
+        ("thumb", thumb.jpegsave_buffer(Q=85, keep="none"), (thumb.width, thumb.height)),
+    ]
+
+
+METHODS = {"naive": run_naive, "ours": run_ours, "vips": run_vips}
+
+
+def child(method: str, path: Path, iterations: int, outdir: Path) -> None:
+    os.sched_setaffinity(0, {0})
+    fn = METHODS[method]
+    fn(path)  # warm-up: imports, plugin registration, page cache
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        out = fn(path)
+        times.append(time.perf_counter() - t0)
+    sizes = {}
+    for name, data, size in out:
+        (outdir / f"{path.name}.{method}.{name}").write_bytes(data)
+        sizes[name] = [*size, len(data)]
+    # VmHWM: this process's peak RSS (interpreter included). Not ru_maxrss: Linux carries the parent's
+    # high-water mark into a forked child, and the parent holds the generated photos.
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+    print(json.dumps({"times": times, "sizes": sizes, "peak_rss_mb": hwm_kb / 1024}))
+
+
+# ---------------------------------------------------------------- harness (parent)
+def spawn(method: str, path: Path, iterations: int, outdir: Path) -> tuple[list[float], dict, float]:
+    env = {**os.environ, "VIPS_CONCURRENCY": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, __file__, "--child", method, str(path), str(iterations), str(outdir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    raw = proc.stdout.read()
+    if proc.wait() != 0:
+        raise SystemExit(f"{method} on {path.name} failed with exit code {proc.returncode}")
+    result = json.loads(raw)
+    return result["times"], result["sizes"], result["peak_rss_mb"]
+
+
+def pixel_ssim(path: Path) -> dict[str, float | None]:
+    """SSIM of ours vs naive *before* lossy encoding (both PNG), as the reference's "resample" column."""
+    naive = {name: data for name, data, _ in run_naive(path, lossless=True)}
+    return {name: ssim(data, naive[name]) for name, data, _ in run_ours(path, lossless=True)}
+
+
+def ssim(a: bytes, b: bytes) -> float | None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+
+    x = np.asarray(Image.open(io.BytesIO(a)).convert("RGB"))
+    y = np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
+    if x.shape != y.shape:
+        return None
+    return float(structural_similarity(x, y, channel_axis=2, data_range=255))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 warm-up + 2 timed iterations")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--child", nargs=4, metavar=("METHOD", "IMAGE", "N", "OUTDIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        method, image, n, outdir = args.child
+        child(method, Path(image), int(n), Path(outdir))
+        return 0
+
+    rounds = args.rounds or (1 if args.quick else 3)
+    iterations = args.iterations or (2 if args.quick else 5)
+    methods = ["naive", "ours"]
+    try:
+        import pyvips  # noqa: F401
+
+        methods.append("vips")
+    except (ImportError, OSError):
+        print("pyvips not importable: skipping libvips (pip install 'pyvips[binary]')", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="offload-bench-images-") as tmp:
+        tmpdir, outdir = Path(tmp), Path(tmp) / "out"
+        outdir.mkdir()
+        print("generating test photos ...", file=sys.stderr)
+        paths = write_images(tmpdir)
+        times: dict[tuple[str, str], list[float]] = {}
+        rss: dict[tuple[str, str], float] = {}
+        sizes: dict[tuple[str, str], dict] = {}
+        for r in range(rounds):
+            for name, path in paths.items():
+                order = random.sample(methods, len(methods))
+                for method in order:
+                    t, s, peak = spawn(method, path, iterations, outdir)
+                    times.setdefault((name, method), []).extend(t)
+                    rss[(name, method)] = max(rss.get((name, method), 0.0), peak)
+                    sizes[(name, method)] = s
+                    print(f"  round {r + 1} {name} {method}: med {statistics.median(t):.3f} s", file=sys.stderr)
+        report(paths, methods, times, rss, sizes, outdir, rounds, iterations)
+    return 0
+
+
+def report(paths, methods, times, rss, sizes, outdir, rounds, iterations) -> None:  # noqa: PLR0913
+    print(f"\n{rounds} round(s) x (1 warm-up + {iterations} timed), n={rounds * iterations} per cell, "
+          f"one core (CPU 0), {time.strftime('%Y-%m-%d')}\n")  # fmt: skip
+    print("| image | method | s/image min/med/max | images/s | vs naive | peak RSS MB | % of naive RSS "
+          "| output SSIM vs naive output (1600/800/200) | bytes (1600/800/200) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    goals: list[tuple[str, bool]] = []
+    pixels = {name: pixel_ssim(path) for name, path in paths.items()}
+    for name in paths:
+        naive_med = statistics.median(times[(name, "naive")])
+        for method in methods:
+            t = times[(name, method)]
+            med = statistics.median(t)
+            sims = []
+            for variant, _, _ in VARIANTS:
+                if method == "naive":
+                    sims.append("–")
+                    continue
+                base = (outdir / f"{name}.naive.{variant}").read_bytes()
+                value = ssim((outdir / f"{name}.{method}.{variant}").read_bytes(), base)
+                sims.append("dims differ" if value is None else f"{value:.4f}")
+                if method == "ours":
+                    px = pixels[name][variant]
+                    ok = px is not None and px >= GOAL_SSIM
+                    goals.append((f"{name} {variant}: pixel SSIM {px:.4f} >= {GOAL_SSIM}", ok))
+            share = rss[(name, method)] / rss[(name, "naive")]
+            size_text = "/".join(f"{sizes[(name, method)][v][2] / 1000:.1f}k" for v, _, _ in VARIANTS)
+            print(f"| {name} | {method} | {min(t):.3f}/{med:.3f}/{max(t):.3f} | {1 / med:.2f} | "
+                  f"{naive_med / med:.2f}x | {rss[(name, method)]:.0f} | {share:.0%} | {' / '.join(sims)} "
+                  f"| {size_text} |")  # fmt: skip
+            for v, _, _ in VARIANTS:
+                if sizes[(name, method)][v][:2] != sizes[(name, "naive")][v][:2]:
+                    print(f"|   dims differ: {method} {v} {sizes[(name, method)][v][:2]} vs naive "
+                          f"{sizes[(name, 'naive')][v][:2]} |")  # fmt: skip
+        ours_med = statistics.median(times[(name, "ours")])
+        speedup = naive_med / ours_med
+        goals.append((f"{name}: speed-up {speedup:.2f}x >= {GOAL_SPEEDUP[name]}x", speedup >= GOAL_SPEEDUP[name]))
+        share = rss[(name, "ours")] / rss[(name, "naive")]
+        goals.append((f"{name}: peak RSS {share:.0%} of naive <= {GOAL_RSS_SHARE:.0%}", share <= GOAL_RSS_SHARE))
+        if "vips" in methods and name.endswith(".jpg"):
+            ratio = statistics.median(times[(name, "vips")]) / ours_med
+            goals.append((f"{name}: throughput {ratio:.2f}x libvips chain >= 1.00x", ratio >= 1.0))
+    print("\nSSIM of ours vs naive before lossy encoding (pixels, both PNG):")
+    for name, values in pixels.items():
+        print(f"  {name}: " + " / ".join(f"{k} {v:.4f}" for k, v in values.items() if v is not None))
+    print()
+    for text, ok in goals:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
