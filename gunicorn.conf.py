@@ -45,3 +45,7 @@ preload_app = True
 
 # The receiver reads no request headers larger than this; Salesforce sends small ones.
 limit_request_field_size = 8190
+
+# gunicorn 24+ opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl),
+# so two gunicorns on one machine (tests, dev, a benchmark) would fight over it; we don't use it.
+control_socket_disable = True

@@ -49,7 +49,7 @@ def dev(port: int, worker_count: int, with_org: bool | None) -> None:
     """Run receiver + workers as the Procfile says, with local Redis and org when none is configured."""
     from honcho.manager import Manager
 
-    from services.procfile import process_env, procfile_commands
+    from services.procfile import ROOT, process_env, procfile_commands
 
     if with_org is None:
         with_org = not os.environ.get("SALESFORCE_CLIENT_ID")
@@ -57,7 +57,7 @@ def dev(port: int, worker_count: int, with_org: bool | None) -> None:
     with contextlib.ExitStack() as stack:
         env = {"REDIS_URL": stack.enter_context(redis_for_dev()), "PORT": str(port)}
         if with_org:
-            from services.devorg.devsetup import start_dev_org
+            from services.devstack import start_dev_org
 
             env.update(stack.enter_context(start_dev_org(receiver_url=f"http://127.0.0.1:{port}")))
         env.setdefault("OFFLOAD_CALLOUT_SECRETS", os.environ.get("OFFLOAD_CALLOUT_SECRETS") or secrets.token_hex(16))
@@ -66,9 +66,9 @@ def dev(port: int, worker_count: int, with_org: bool | None) -> None:
         click.echo("Ctrl-C stops everything.\n")
         manager = Manager()
         child_env = process_env(env)
-        manager.add_process("web", commands["web"], env=child_env)
+        manager.add_process("web", commands["web"], env=child_env, cwd=str(ROOT))
         for i in range(worker_count):
-            manager.add_process(f"worker.{i + 1}", commands["worker"], env=child_env)
+            manager.add_process(f"worker.{i + 1}", commands["worker"], env=child_env, cwd=str(ROOT))
         manager.loop()
         sys.exit(manager.returncode or 0)
 
