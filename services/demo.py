@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import click
 
+from services.waiting import WaitTimeout, wait_until
+
 T = TypeVar("T")
 
 
@@ -59,16 +61,6 @@ class Steps:
         return result
 
 
-def _wait(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise click.ClickException(f"Timed out after {timeout:.0f} s waiting for {what}.")
-
-
 def _renditions(org: Any, source_id: str) -> list[dict[str, Any]]:
     return [r for r in org.state.all_records("ContentVersion") if r.get("Offload_Rendition_Of__c") == source_id]
 
@@ -103,7 +95,7 @@ def demo(timeout: float, megapixels: int) -> None:
         steps.run("Starting Redis, the org emulator, and web + worker from the Procfile", stack.start,
                   lambda s: f"Redis: {redis_note}; org {s.org.base_url}; receiver {s.receiver_url}")
         _run(stack, steps, timeout, megapixels, apex_callout)
-    except (click.ClickException, RuntimeError) as exc:
+    except (click.ClickException, RuntimeError, WaitTimeout) as exc:
         message = exc.message if isinstance(exc, click.ClickException) else str(exc)
         click.echo(f"\nFAILED: {message}\n\nLast log lines:\n{stack.logs()[-3000:]}", err=True)
         sys.exit(1)
@@ -143,7 +135,7 @@ def _run(stack: Any, steps: Steps, timeout: float, megapixels: int, apex_callout
 
     def send_outbound() -> dict[str, Any]:
         org.state.update(harbour, {"Description": "Listed; photos ready for the web"})
-        return _wait(lambda: next((d for d in sender.deliveries()
+        return wait_until(lambda: next((d for d in sender.deliveries()
                                    if harbour in d["record_ids"] and d["status"] == "delivered"), None),
                      60, "the Outbound Message to be acknowledged")
 
@@ -161,13 +153,16 @@ def _run(stack: Any, steps: Steps, timeout: float, megapixels: int, apex_callout
     )
     if callout.status != 202:
         raise click.ClickException(f"the receiver answered {callout.status}: {callout.body[:300]!r}")
-    done = steps.run(
+    def all_back() -> bool:
+        return (len(_renditions(org, harbour_photo)) >= 3 and len(_renditions(org, ridge_photo)) >= 3
+                and len(_events(org)) >= 2)
+
+    steps.run(
         "Waiting for the worker to write the renditions back",
-        lambda: _wait(lambda: (len(_renditions(org, harbour_photo)) >= 3 and len(_renditions(org, ridge_photo)) >= 3
-                               and len(_events(org)) >= 2) or None, timeout, "three renditions of each photo"),
+        lambda: wait_until(all_back, timeout, "three renditions of each photo and two completion events"),
         lambda _: f"all back {time.monotonic() - began:.1f} s after the Outbound Message",
     )
-    del done, delivery
+    del delivery
     click.echo("\nRenditions, attached to the same records:")
     for label, source in (("12 Harbour View", harbour_photo), ("7 Ridge Road", ridge_photo)):
         click.echo(f"  {label} (source {source}):")

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from services.embedded_redis import free_port
+from services.waiting import wait_until
 
 
-def _wait(predicate, timeout: float = 10.0):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def _wait(predicate):  # noqa: ANN001, ANN202
+    return wait_until(predicate, 10, "a delivery attempt", interval=0.05)
 
 
 def test_define_fire_and_watch_a_failing_delivery(org) -> None:

@@ -3,7 +3,6 @@ the org emulator over HTTPS, a real Outbound Message and a real signed callout."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -15,6 +14,7 @@ from tests_support_images import photo_jpeg
 from services.devorg.callouts import apex_callout
 from services.devstack import LocalStack
 from services.signing import sign
+from services.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,10 @@ def stack(redis_url: str, redis_conn) -> Iterator[LocalStack]:
 
 
 def wait_for(predicate, timeout: float, what: str, stack: LocalStack):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}\n{stack.logs()[-6000:]}")
+    try:
+        return wait_until(predicate, timeout, what, interval=0.2)
+    except WaitTimeout as exc:
+        pytest.fail(f"{exc}\n{stack.logs()[-6000:]}")
 
 
 def test_a_signed_callout_is_resized_by_a_worker_process(stack: LocalStack) -> None:
