@@ -49,3 +49,22 @@ limit_request_field_size = 8190
 # gunicorn 24+ opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl),
 # so two gunicorns on one machine (tests, dev, a benchmark) would fight over it; we don't use it.
 control_socket_disable = True
+
+
+# Prometheus request metrics summed over every gunicorn worker (services/metrics.py): each
+# worker writes its own files to PROMETHEUS_MULTIPROC_DIR; the directory starts empty and a
+# dead worker's gauges are dropped (prometheus-client docs, "Multiprocess Mode").
+def on_starting(server):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -77,9 +77,11 @@ def _register_commands() -> None:
     """Sub-commands that live in their own modules."""
     from services.demo import demo
     from services.devorg.cli import org
+    from services.jobs_cli import jobs
 
     main.add_command(org)
     main.add_command(demo)
+    main.add_command(jobs)
 
 
 _register_commands()

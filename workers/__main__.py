@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"offload worker: no process queue named {', '.join(unknown)}", file=sys.stderr)
         return 2
+    for process in PROCESSES.values():
+        # Import every handler (Pillow, simple-salesforce) once, before forking: each job runs
+        # in a fresh fork of this process, which would otherwise import them again per job.
+        process.load_handler()
     worker_class = SimpleWorker if args.simple else HerokuWorker
     worker = worker_class(
         [make_queue(name, connection) for name in names], connection=connection, serializer=SERIALIZER

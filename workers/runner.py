@@ -29,6 +29,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
+from services import metrics
 from services.errors import PermanentJobError, UnknownProcess
 from services.logs import event, log_context
 from services.settings import Settings
@@ -85,6 +86,10 @@ def execute(envelope: dict[str, Any]) -> dict[str, Any]:
     name = envelope.get("process", "")
     process = PROCESSES.get(name)
     if process is None:
+        if job is not None:
+            job.retries_left = 0
+            job.meta["error_code"] = UnknownProcess.code
+            job.save_meta()
         raise UnknownProcess(f"No process named {name!r} is registered in this worker.")
     payload = envelope.get("payload", {})
     attempt, final = _attempt(job)
@@ -101,22 +106,38 @@ def execute(envelope: dict[str, Any]) -> dict[str, Any]:
     with log_context(job_id=ctx.job_id, process=name, org_id=ctx.org_id, record_id=record_id,
                      attempt=attempt, request_id=envelope.get("requestId")):
         started = time.monotonic()
+        queue_wait = metrics.queue_wait_seconds(job)
         event(logger, "job started", source=envelope.get("source"))
+
+        def finished(outcome: str, error_code: str | None = None) -> None:
+            if job is None:
+                return
+            if error_code:
+                job.meta["error_code"] = error_code  # `offload jobs list --error-code` reads it
+                job.save_meta()
+            metrics.job_finished(ctx.connection, name, outcome, time.monotonic() - started, queue_wait)
+            if ctx._salesforce is not None:
+                metrics.salesforce_calls(ctx.connection, ctx._salesforce.calls)
+
         try:
             result = process.load_handler()(payload, ctx)
         except PermanentJobError as exc:
             if job is not None:
                 job.retries_left = 0  # RQ reads this right after we raise: no retry for a permanent error
             event(logger, "job failed permanently", logging.WARNING, code=exc.code, error=exc.message)
+            finished("failed", exc.code)
             _complete(ctx, "Failed", None, f"{exc.code}: {exc.message}")
             raise
         except Exception as exc:
+            code = getattr(exc, "code", None) or type(exc).__name__
             level = logging.ERROR if final else logging.WARNING
             event(logger, "job attempt failed", level, error=f"{type(exc).__name__}: {exc}", will_retry=not final)
+            finished("failed" if final else "retried", code)
             if final:
-                _complete(ctx, "Failed", None, f"{getattr(exc, 'code', type(exc).__name__)}: {exc}")
+                _complete(ctx, "Failed", None, f"{code}: {exc}")
             raise
         event(logger, "job succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
+        finished("succeeded")
         _complete(ctx, "Succeeded", result, None)
         return result
 

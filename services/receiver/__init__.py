@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             client to use; other keys update ``app.config``. Without it, settings
             come from the environment and are validated for the ``web`` role.
     """
+    from services import dashboard, metrics
     from services.receiver import callouts, errors, health, openapi, outbound, runtime
 
     config = dict(config or {})
@@ -47,6 +48,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     runtime.init_app(app, settings, redis_client)
     errors.init_app(app)
+    metrics.init_app(app)  # first, so the dashboard's refusals are timed too
+    dashboard.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(callouts.bp)
     app.register_blueprint(outbound.bp)

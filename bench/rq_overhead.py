@@ -1,0 +1,111 @@
+"""What RQ itself costs on a real job: a 24 MP photo through the three default variants.
+
+Two ways, interleaved, each in its own process pinned to CPU 0:
+
+* **direct**: ``render_variants`` called N times in a loop (the job's own cost);
+* **rq**: N jobs enqueued (JSON serializer, by dotted path, as the receiver does), then
+  run by the production worker class (rq ``HerokuWorker``, one fork per job) in burst
+  mode. Per-job time is the busy span from the first job's ``started_at`` to the
+  last one's ``ended_at`` divided by N, as in the reference measurements, so worker
+  start-up is not counted, but forking, Redis bookkeeping and result storage are.
+
+Overhead = rq per-job / direct per-job - 1. Goal: <= 5 %.
+
+    .venv/bin/python bench/rq_overhead.py            # 3 rounds x 6 jobs
+    .venv/bin/python bench/rq_overhead.py --quick    # 1 round x 3 jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def render_job(path: str) -> int:
+    """The job RQ runs: the same call the direct loop makes; returns bytes written."""
+    from workers.imaging import DEFAULT_VARIANTS_SPEC, parse_variants, render_variants
+
+    _, renditions = render_variants(path, parse_variants(DEFAULT_VARIANTS_SPEC))
+    return sum(len(r.data) for r in renditions)
+
+
+def _direct(path: str, n: int) -> float:
+    render_job(path)  # warm-up: imports, codec tables
+    began = time.perf_counter()
+    for _ in range(n):
+        render_job(path)
+    return (time.perf_counter() - began) / n
+
+
+def _rq(path: str, n: int, redis_url: str) -> float:
+    from rq.worker import HerokuWorker
+
+    from services.queueing import SERIALIZER, make_queue, redis_from_url
+
+    connection = redis_from_url(redis_url)
+    connection.flushdb()
+    queue = make_queue("bench", connection)
+    # Like `python -m workers`, the parent imports the job code but never runs a job itself:
+    # every job runs in a fresh fork (HerokuWorker), so the parent's heap stays small.
+    import workers.imaging  # noqa: F401
+    jobs = [queue.enqueue("rq_overhead.render_job", path) for _ in range(n)]
+    HerokuWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True, logging_level="WARNING")
+    for job in jobs:
+        job.refresh()
+        assert job.get_status() == "finished", job.latest_result()
+    span = max(j.ended_at for j in jobs) - min(j.started_at for j in jobs)
+    return span.total_seconds() / n
+
+
+def _child(mode: str, path: str, n: int, redis_url: str) -> None:
+    os.sched_setaffinity(0, {0})
+    per_job = _direct(path, n) if mode == "direct" else _rq(path, n, redis_url)
+    print(per_job)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], args.child[1], int(args.child[2]), args.child[3])
+        return 0
+    from images import make_photo
+
+    from services.embedded_redis import EmbeddedRedis
+
+    rounds, n = (1, 3) if args.quick else (3, 6)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(appendonly=True) as redis_server:
+        path = str(Path(tmp) / "photo24_o6.jpg")
+        image = make_photo(6000, 4000)
+        exif = image.getexif()
+        exif[0x0112] = 6
+        image.save(path, "JPEG", quality=90, exif=exif.tobytes())
+        results: dict[str, list[float]] = {"direct": [], "rq": []}
+        for round_no in range(rounds):
+            for mode in ("direct", "rq") if round_no % 2 == 0 else ("rq", "direct"):
+                out = subprocess.run([sys.executable, __file__, "--child", mode, path, str(n), redis_server.url],
+                                     check=True, capture_output=True, text=True, cwd=ROOT).stdout
+                results[mode].append(float(out.strip().splitlines()[-1]))
+    direct, rq = statistics.median(results["direct"]), statistics.median(results["rq"])
+    overhead = rq / direct - 1
+    print(f"24 MP JPEG (orientation 6), 3 default variants, one core, {rounds} round(s) x {n} jobs")
+    print(f"  direct render_variants : {direct * 1000:7.1f} ms/job  (runs: {[round(x * 1000) for x in results['direct']]})")
+    print(f"  through RQ HerokuWorker: {rq * 1000:7.1f} ms/job  (runs: {[round(x * 1000) for x in results['rq']]})")
+    print(f"  RQ overhead            : {overhead * 100:+.1f} %   goal <= 5 %: {'PASS' if overhead <= 0.05 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
