@@ -4,10 +4,11 @@ Two ways, interleaved, each in its own process pinned to CPU 0:
 
 * **direct**: ``render_variants`` called N times in a loop (the job's own cost);
 * **rq**: N jobs enqueued (JSON serializer, by dotted path, as the receiver does), then
-  run by the production worker class (rq ``HerokuWorker``, one fork per job) in burst
-  mode. Per-job time is the busy span from the first job's ``started_at`` to the
-  last one's ``ended_at`` divided by N, as in the reference measurements, so worker
-  start-up is not counted, but forking, Redis bookkeeping and result storage are.
+  run in burst mode by rq's ``HerokuWorker`` (one fork per job, what ``python -m
+  workers`` runs) and by ``SimpleWorker`` (no fork; ``python -m workers --simple``).
+  Per-job time is the busy span from the first job's ``started_at`` to the last one's
+  ``ended_at`` divided by N, as in the reference measurements, so worker start-up is not
+  counted, but forking, Redis bookkeeping and result storage are.
 
 Overhead = rq per-job / direct per-job - 1. Goal: <= 5 %.
 
@@ -47,8 +48,8 @@ def _direct(path: str, n: int) -> float:
     return (time.perf_counter() - began) / n
 
 
-def _rq(path: str, n: int, redis_url: str) -> float:
-    from rq.worker import HerokuWorker
+def _rq(path: str, n: int, redis_url: str, worker_class_name: str) -> float:
+    from rq.worker import HerokuWorker, SimpleWorker
 
     from services.queueing import SERIALIZER, make_queue, redis_from_url
 
@@ -59,7 +60,8 @@ def _rq(path: str, n: int, redis_url: str) -> float:
     # every job runs in a fresh fork (HerokuWorker), so the parent's heap stays small.
     import workers.imaging  # noqa: F401
     jobs = [queue.enqueue("rq_overhead.render_job", path) for _ in range(n)]
-    HerokuWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True, logging_level="WARNING")
+    worker_class = {"HerokuWorker": HerokuWorker, "SimpleWorker": SimpleWorker}[worker_class_name]
+    worker_class([queue], connection=connection, serializer=SERIALIZER).work(burst=True, logging_level="WARNING")
     for job in jobs:
         job.refresh()
         assert job.get_status() == "finished", job.latest_result()
@@ -69,7 +71,7 @@ def _rq(path: str, n: int, redis_url: str) -> float:
 
 def _child(mode: str, path: str, n: int, redis_url: str) -> None:
     os.sched_setaffinity(0, {0})
-    per_job = _direct(path, n) if mode == "direct" else _rq(path, n, redis_url)
+    per_job = _direct(path, n) if mode == "direct" else _rq(path, n, redis_url, mode)
     print(per_job)
 
 
@@ -92,18 +94,23 @@ def main() -> int:
         exif = image.getexif()
         exif[0x0112] = 6
         image.save(path, "JPEG", quality=90, exif=exif.tobytes())
-        results: dict[str, list[float]] = {"direct": [], "rq": []}
+        modes = ["direct", "HerokuWorker", "SimpleWorker"]
+        results: dict[str, list[float]] = {mode: [] for mode in modes}
         for round_no in range(rounds):
-            for mode in ("direct", "rq") if round_no % 2 == 0 else ("rq", "direct"):
+            for mode in modes[round_no % 3:] + modes[: round_no % 3]:
                 out = subprocess.run([sys.executable, __file__, "--child", mode, path, str(n), redis_server.url],
                                      check=True, capture_output=True, text=True, cwd=ROOT).stdout
                 results[mode].append(float(out.strip().splitlines()[-1]))
-    direct, rq = statistics.median(results["direct"]), statistics.median(results["rq"])
-    overhead = rq / direct - 1
+    direct = statistics.median(results["direct"])
     print(f"24 MP JPEG (orientation 6), 3 default variants, one core, {rounds} round(s) x {n} jobs")
-    print(f"  direct render_variants : {direct * 1000:7.1f} ms/job  (runs: {[round(x * 1000) for x in results['direct']]})")
-    print(f"  through RQ HerokuWorker: {rq * 1000:7.1f} ms/job  (runs: {[round(x * 1000) for x in results['rq']]})")
-    print(f"  RQ overhead            : {overhead * 100:+.1f} %   goal <= 5 %: {'PASS' if overhead <= 0.05 else 'FAIL'}")
+    for mode in modes:
+        per_job = statistics.median(results[mode])
+        runs = [round(x * 1000) for x in results[mode]]
+        line = f"  {mode:<13}: {per_job * 1000:7.1f} ms/job  runs {runs}"
+        if mode != "direct":
+            overhead = per_job / direct - 1
+            line += f"  RQ overhead {overhead * 100:+.1f} %  (goal <= 5 %: {'PASS' if overhead <= 0.05 else 'FAIL'})"
+        print(line)
     return 0
 
 
