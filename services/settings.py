@@ -217,6 +217,12 @@ class Settings:
         "OFFLOAD_JOB_RETRIES", "5", "Retries of a transient failure (backoff 15 s doubling, jittered).",
         _positive_int,
     )
+    retry_base_seconds: float = setting(
+        "OFFLOAD_RETRY_BASE_SECONDS",
+        "15",
+        "Seconds before the first retry of a transient failure; each retry waits twice as long (capped at 1 h).",
+        _positive_float,
+    )
     salesforce_timeout: float = setting(
         "OFFLOAD_SALESFORCE_TIMEOUT", "30", "Seconds before a Salesforce API call times out.", _positive_float
     )
