@@ -4,8 +4,9 @@ Two ways, interleaved, each in its own process pinned to CPU 0:
 
 * **direct**: ``render_variants`` called N times in a loop (the job's own cost);
 * **rq**: N jobs enqueued (JSON serializer, by dotted path, as the receiver does), then
-  run in burst mode by rq's ``HerokuWorker`` (one fork per job, what ``python -m
-  workers`` runs) and by ``SimpleWorker`` (no fork; ``python -m workers --simple``).
+  run in burst mode by Offload's two worker classes (``workers/worker.py``):
+  ``ForkingWorker`` (rq's HerokuWorker, one fork per job: ``python -m workers``) and
+  ``InProcessWorker`` (no fork: ``python -m workers --in-process``).
   Per-job time is the busy span from the first job's ``started_at`` to the last one's
   ``ended_at`` divided by N, as in the reference measurements, so worker start-up is not
   counted, but forking, Redis bookkeeping and result storage are.
@@ -49,9 +50,8 @@ def _direct(path: str, n: int) -> float:
 
 
 def _rq(path: str, n: int, redis_url: str, worker_class_name: str) -> float:
-    from rq.worker import HerokuWorker, SimpleWorker
-
     from services.queueing import SERIALIZER, make_queue, redis_from_url
+    from workers.worker import ForkingWorker, InProcessWorker, recovery_options
 
     connection = redis_from_url(redis_url)
     connection.flushdb()
@@ -59,9 +59,11 @@ def _rq(path: str, n: int, redis_url: str, worker_class_name: str) -> float:
     # Like `python -m workers`, the parent imports the job code but never runs a job itself:
     # every job runs in a fresh fork (HerokuWorker), so the parent's heap stays small.
     import workers.imaging  # noqa: F401
+
     jobs = [queue.enqueue("rq_overhead.render_job", path) for _ in range(n)]
-    worker_class = {"HerokuWorker": HerokuWorker, "SimpleWorker": SimpleWorker}[worker_class_name]
-    worker_class([queue], connection=connection, serializer=SERIALIZER).work(burst=True, logging_level="WARNING")
+    worker_class = {"ForkingWorker": ForkingWorker, "InProcessWorker": InProcessWorker}[worker_class_name]
+    worker = worker_class([queue], connection=connection, serializer=SERIALIZER, **recovery_options())
+    worker.work(burst=True, logging_level="WARNING")
     for job in jobs:
         job.refresh()
         assert job.get_status() == "finished", job.latest_result()
@@ -94,7 +96,7 @@ def main() -> int:
         exif = image.getexif()
         exif[0x0112] = 6
         image.save(path, "JPEG", quality=90, exif=exif.tobytes())
-        modes = ["direct", "HerokuWorker", "SimpleWorker"]
+        modes = ["direct", "ForkingWorker", "InProcessWorker"]
         results: dict[str, list[float]] = {mode: [] for mode in modes}
         for round_no in range(rounds):
             for mode in modes[round_no % 3:] + modes[: round_no % 3]:

@@ -20,7 +20,7 @@ import logging
 from pathlib import PurePosixPath
 from typing import Any
 
-from services.errors import ImageRejected, PermanentJobError, TransientJobError
+from services.errors import ImageRejected, PermanentJobError, SalesforceTransientError, TransientJobError
 from services.logs import event, log_context
 from services.loopguard import mark_own_output
 from services.salesforce import SalesforceClient
@@ -36,6 +36,8 @@ SOURCE_FIELDS = ("Id", "ContentDocumentId", "Title", "PathOnClient", "FileExtens
                  "FirstPublishLocationId", RENDITION_MARKER_FIELD)
 LOCK_PREFIX = "offload:lock:rendition:"
 LOCK_TTL = 300
+IN_FLIGHT_PREFIX = "offload:upload-in-flight:"
+"""Marks an upload whose outcome we never heard (timeout, dropped connection) until Salesforce has settled."""
 
 
 def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -90,6 +92,7 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
                                 code="RENDITION_LOCKED")
     try:
         existing = _existing_variants(sf, source["Id"])
+        _wait_for_unsettled_uploads(ctx, source["Id"], existing)
         missing = [v for v in variants if v.name not in existing]
         written = [{"variant": name, "contentVersionId": cid, "existing": True} for name, cid in existing.items()]
         if not missing:
@@ -100,8 +103,7 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
                                          max_bytes=ctx.settings.max_image_bytes)
         del data
         for rendition in rendered:
-            new_id = sf.upload_content_version(_fields(source, rendition, target), rendition.data,
-                                               _filename(source, rendition))
+            new_id = _upload(sf, ctx, source, rendition, target)
             mark_own_output(ctx.connection, [new_id])
             event(logger, "rendition written", variant=rendition.variant.name, content_version_id=new_id,
                   width=rendition.width, height=rendition.height, bytes=len(rendition.data))
@@ -113,6 +115,30 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
     finally:
         if (ctx.connection.get(lock) or b"").decode() == ctx.job_id:
             ctx.connection.delete(lock)
+
+
+def _upload(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], rendition: Rendition, target: str) -> str:
+    """Upload one rendition; if we never hear back, remember that Salesforce may still commit it."""
+    try:
+        return sf.upload_content_version(_fields(source, rendition, target), rendition.data,
+                                         _filename(source, rendition))
+    except SalesforceTransientError as exc:
+        if exc.code in {"TIMEOUT", "CONNECTION_ERROR"}:
+            # The request may have reached Salesforce and commit after we gave up. A retry that
+            # looked for the rendition before that commit would upload a second copy, so the
+            # retry waits until the longest time Salesforce could still be working on it.
+            settle = int(2 * ctx.settings.salesforce_timeout) + 2
+            ctx.connection.set(f"{IN_FLIGHT_PREFIX}{source['Id']}:{rendition.variant.name}", ctx.job_id, ex=settle)
+        raise
+
+
+def _wait_for_unsettled_uploads(ctx: JobContext, source_id: str, existing: dict[str, str]) -> None:
+    pending = [key for key in ctx.connection.scan_iter(f"{IN_FLIGHT_PREFIX}{source_id}:*", count=100)
+               if key.decode().rsplit(":", 1)[1] not in existing]
+    if pending:
+        raise TransientJobError(
+            f"An earlier upload of a rendition of {source_id} timed out and may still be committed by "
+            "Salesforce; retrying once it has settled.", code="UPLOAD_UNSETTLED")
 
 
 def _existing_variants(sf: SalesforceClient, source_id: str) -> dict[str, str]:

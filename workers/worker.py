@@ -1,24 +1,31 @@
-"""The RQ worker classes Offload runs, with Heroku's shutdown semantics.
+"""The RQ worker classes Offload runs: Heroku's shutdown semantics, and quick recovery from crashes.
 
-Heroku stops a dyno (on every deploy, and at least once a day) by sending
-SIGTERM to all its processes, then SIGKILL 30 seconds later (Heroku Dev Center,
-"Dynos and the Dyno Manager: Graceful shutdown with SIGTERM"). The job in hand
-must then either finish or go back to the queue.
+**Shutdown.** Heroku stops a dyno (on every deploy, and at least once a day) by
+sending SIGTERM to all its processes, then SIGKILL 30 seconds later (Heroku Dev
+Center, "Dynos and the Dyno Manager: Graceful shutdown with SIGTERM"). The job in
+hand must then finish or go back to the queue.
 
-:class:`InProcessHerokuWorker` (the default) runs each job in the worker
-process itself. rq's ``HerokuWorker`` forks a fresh "work horse" per job,
-which isolates crashes but costs a 24 MP photo job about 20 % more than the
-job itself: a new process faults in ~100 MB of fresh pages for every image
-that a long-lived process reuses (``bench/rq_overhead.py``; the job alone
-takes ~0.4 s). So we keep HerokuWorker's contract without the fork: on
-SIGTERM the worker stops taking jobs; the job in hand gets
-``imminent_shutdown_delay`` seconds to finish, after which
-``ShutDownImminentException`` is raised inside it, RQ records the failure and
-the job's retry puts it back on the queue, before the SIGKILL. The exactly-once
+* :class:`ForkingWorker` (the default, ``python -m workers``) is rq's ``HerokuWorker``:
+  each job runs in a forked work horse that ignores SIGTERM and gets
+  ``ShutDownImminentException`` 6 s later, so a job still running fails *with its
+  retries* and goes back to the queue. A crash in an image library takes down only
+  the horse, and the worker records it at once.
+* :class:`InProcessWorker` (``python -m workers --in-process``) runs jobs in the
+  worker process itself, keeping the same contract with a timer: on SIGTERM it
+  stops taking jobs and the job in hand has ``imminent_shutdown_delay`` seconds
+  before ``ShutDownImminentException`` is raised in it. It skips the fork, which
+  costs a 24 MP photo job about 20 % (a fresh process faults in ~100 MB of new
+  pages per image that a long-lived one reuses; ``bench/rq_overhead.py``), at the
+  price of crash isolation.
+
+**Recovery.** When a whole worker dies (kill -9, an out-of-memory kill, a dyno
+crash), rq notices its job only when the job's heartbeat expires, and looks only
+at maintenance time. rq's defaults (a heartbeat every 30 s that lives 90 s;
+maintenance every 600 s) leave such a job stuck for up to 11 minutes. Both
+classes heartbeat every ``HEARTBEAT_SECONDS`` with a short time-to-live, and
+clean the registries every ``MAINTENANCE_SECONDS``, so an abandoned job goes back
+through rq's own retry handling within about a minute. The exactly-once
 write-back (``workers/resize_job.py``) makes that retry safe.
-
-``python -m workers --fork`` uses rq's ``HerokuWorker`` instead, for jobs
-whose libraries might crash or leak.
 """
 
 from __future__ import annotations
@@ -26,20 +33,70 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from rq.exceptions import ShutDownImminentException
+from rq.job import Job
+from rq.queue import Queue
 from rq.worker import HerokuWorker, SimpleWorker, WorkerStatus
 
-__all__ = ["HerokuWorker", "InProcessHerokuWorker"]
+__all__ = ["HEARTBEAT_SECONDS", "MAINTENANCE_SECONDS", "ForkingWorker", "InProcessWorker"]
+
+HEARTBEAT_SECONDS = 10
+"""How often a running job's heartbeat is renewed."""
+
+HEARTBEAT_TTL = 3 * HEARTBEAT_SECONDS
+"""How long a heartbeat lives: a job whose worker died is abandoned after this."""
+
+MAINTENANCE_SECONDS = 30
+"""How often a worker cleans the registries (finds abandoned jobs, starts a scheduler if none runs)."""
 
 
-class InProcessHerokuWorker(SimpleWorker):
-    """SimpleWorker (no fork per job) that honours Heroku's SIGTERM-then-SIGKILL window."""
+def recovery_options() -> dict[str, Any]:
+    """Keyword arguments for either worker class."""
+    return {"job_monitoring_interval": HEARTBEAT_SECONDS, "maintenance_interval": MAINTENANCE_SECONDS}
+
+
+class ForkingWorker(HerokuWorker):
+    """rq's HerokuWorker (a fork per job) with short heartbeats."""
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        # The parent renews the heartbeat every HEARTBEAT_SECONDS while the horse works,
+        # so a heartbeat that lives three intervals only lapses when this process is gone.
+        return HEARTBEAT_TTL
+
+
+class InProcessWorker(SimpleWorker):
+    """Runs each job in this process, with Heroku's SIGTERM window and heartbeats from a thread."""
 
     imminent_shutdown_delay = 20
     """Seconds a job may still run after SIGTERM; Heroku's SIGKILL comes at 30."""
 
     _imminent_signal = signal.SIGRTMIN
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        return HEARTBEAT_TTL
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job here while a thread keeps its heartbeat alive (the forking parent's role)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.job_monitoring_interval):
+                try:
+                    self.maintain_heartbeats(job)
+                except Exception:  # noqa: BLE001 - a missed beat must never break the job
+                    self.log.warning("Worker %s: heartbeat for job %s failed", self.name, job.id)
+
+        self.prepare_execution(job)
+        heart = threading.Thread(target=beat, name="rq-heartbeat", daemon=True)
+        heart.start()
+        try:
+            self.perform_job(job, queue)
+        finally:
+            done.set()
+            heart.join(timeout=5)
+        self.set_state(WorkerStatus.IDLE)
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
@@ -49,11 +106,11 @@ class InProcessHerokuWorker(SimpleWorker):
         super().handle_warm_shutdown_request()
         if self.get_state() == WorkerStatus.BUSY:
             self.log.warning(
-                "Worker %s: shutting down; the job in hand has %d s to finish before it is put back on the queue",
+                "Worker %s: shutting down; the job in hand has %d s to finish before it goes back on the queue",
                 self.name, self.imminent_shutdown_delay,
             )
-            main_thread = threading.main_thread().ident
-            timer = threading.Timer(self.imminent_shutdown_delay, self._interrupt_if_busy, args=(main_thread,))
+            timer = threading.Timer(self.imminent_shutdown_delay, self._interrupt_if_busy,
+                                    args=(threading.main_thread().ident,))
             timer.daemon = True
             timer.start()
 
