@@ -27,6 +27,17 @@ def mark_own_output(connection: redis.Redis, record_ids: Iterable[str], ttl: int
     pipe.execute()
 
 
+def own_output_key(record_id: object) -> str | None:
+    """The key that marks ``record_id`` as Offload's own output; None if it is not a valid Id.
+
+    The receiver checks this key inside its enqueue transaction
+    (:func:`services.queueing.admit`), so the loop guard costs no extra round trip.
+    """
+    if not isinstance(record_id, str) or not is_valid_id(record_id):
+        return None
+    return OWN_OUTPUT_PREFIX + to_18(record_id)
+
+
 def own_outputs(connection: redis.Redis, record_ids: list[str]) -> set[str]:
     """Which of these ids are Offload's own output (one round trip)."""
     ids = [to_18(r) for r in record_ids if isinstance(r, str) and is_valid_id(r)]

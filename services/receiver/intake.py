@@ -1,25 +1,27 @@
 """From a validated request to queued work, the same way for every door.
 
 Both the SOAP door (one delivery per notification) and the JSON door (one per
-callout) go through :func:`plan` (loop guard, envelope, dedupe key) and
-:func:`submit` (one Redis transaction, duplicates answered with the original
-job). Neither door builds envelopes or talks to RQ on its own.
+callout) go through :func:`plan` (the process's own skip rule, envelope, dedupe
+key) and :func:`submit` (loop guard on Offload's own outputs, dedupe and enqueue
+in one Redis transaction, one round trip; duplicates answered with the original
+job). Neither door builds envelopes or talks to RQ on its own. Payload schemas
+are instantiated once per process (:func:`schema_for`), not per request.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from flask import g, request
+from marshmallow import Schema
 
-from services.errors import EnqueueFailed
-from services.loopguard import own_outputs
-from services.queueing import Delivery, Enqueued, enqueue_deliveries
+from services.loopguard import own_output_key
+from services.queueing import Delivery, admit
 from services.receiver.runtime import Runtime
 from workers.registry import Process
 
@@ -31,6 +33,25 @@ class Planned:
     record_id: str | None
     delivery: Delivery | None = None
     skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :func:`submit` did with one :class:`Planned`: skipped (with why), duplicate, or queued."""
+
+    record_id: str | None
+    job_id: str | None = None
+    duplicate: bool = False
+    skipped: str | None = None
+
+
+OWN_OUTPUT_REASON = "this record is a rendition Offload wrote"
+
+
+@functools.cache
+def schema_for(schema: type[Schema]) -> Schema:
+    """One instance per payload schema class and process (marshmallow schemas are reusable for ``load``)."""
+    return schema()
 
 
 def _payload_digest(payload: dict[str, Any]) -> str:
@@ -78,28 +99,32 @@ def plan(
     return Planned(record_id=record_id, delivery=delivery)
 
 
-def apply_loop_guard(runtime: Runtime, planned: list[Planned]) -> list[Planned]:
-    """Skip deliveries whose record is one Offload wrote itself (one Redis round trip)."""
-    ids = [p.record_id for p in planned if p.delivery is not None and p.record_id]
-    try:
-        own = own_outputs(runtime.redis, ids) if ids else set()
-    except redis.RedisError as exc:
-        raise EnqueueFailed("The job queue (Redis) is unavailable, so nothing was accepted; retry later.") from exc
-    if not own:
-        return planned
-    return [
-        Planned(record_id=p.record_id, skipped="this record is a rendition Offload wrote")
-        if p.delivery is not None and p.record_id in own
-        else p
-        for p in planned
-    ]
+def submit(runtime: Runtime, planned: list[Planned]) -> list[Outcome]:
+    """Loop guard, dedupe and enqueue every planned delivery in one transaction (one round trip).
 
-
-def submit(runtime: Runtime, planned: list[Planned]) -> list[Enqueued | None]:
-    """Enqueue every planned delivery in one transaction; ``None`` where it was skipped."""
-    deliveries = [p.delivery for p in planned if p.delivery is not None]
-    results = iter(enqueue_deliveries(runtime.redis, deliveries, dedupe_ttl=runtime.settings.dedupe_ttl))
-    return [next(results) if p.delivery is not None else None for p in planned]
+    Returns one :class:`Outcome` per item, in order: skipped (by the process's rule
+    in :func:`plan`, or because the record is one Offload wrote itself), a duplicate
+    of an earlier job, or newly queued. Raises :class:`~services.errors.EnqueueFailed` if Redis did
+    not take the work; then nothing may be acknowledged.
+    """
+    todo = [p for p in planned if p.delivery is not None]
+    results = iter(admit(
+        runtime.redis,
+        [p.delivery for p in todo],  # type: ignore[misc]
+        dedupe_ttl=runtime.settings.dedupe_ttl,
+        guard_keys=[own_output_key(p.record_id) for p in todo],
+    ) if todo else [])
+    outcomes = []
+    for p in planned:
+        if p.delivery is None:
+            outcomes.append(Outcome(record_id=p.record_id, skipped=p.skipped))
+            continue
+        result = next(results)
+        if result is None:
+            outcomes.append(Outcome(record_id=p.record_id, skipped=OWN_OUTPUT_REASON))
+        else:
+            outcomes.append(Outcome(record_id=p.record_id, job_id=result.job_id, duplicate=result.duplicate))
+    return outcomes
 
 
 def request_id() -> str | None:

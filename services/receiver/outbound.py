@@ -76,24 +76,25 @@ def receive(name: str) -> Response:
         message = parse_outbound_message(request.get_data(cache=False), max_bytes=runtime.settings.max_body_bytes)
         org_id = check_org(message.organization_id, runtime.settings)
         with log_context(org_id=org_id):
-            planned = intake.apply_loop_guard(runtime, _plan_all(runtime, process, message, org_id))
-            outcomes = intake.submit(runtime, planned)
-            for p, outcome in zip(planned, outcomes, strict=True):
-                with log_context(record_id=p.record_id, job_id=outcome.job_id if outcome else None):
-                    if outcome is None:
-                        event(logger, "notification skipped", reason=p.skipped)
-                    else:
-                        event(logger, "notification duplicate" if outcome.duplicate else "notification enqueued")
-            event(logger, "outbound message acknowledged", notifications=len(planned))
+            outcomes = intake.submit(runtime, _plan_all(runtime, process, message, org_id))
+            if logger.isEnabledFor(logging.INFO):
+                for outcome in outcomes:
+                    with log_context(record_id=outcome.record_id, job_id=outcome.job_id):
+                        if outcome.skipped:
+                            event(logger, "notification skipped", reason=outcome.skipped)
+                        else:
+                            event(logger, "notification duplicate" if outcome.duplicate else "notification enqueued")
+            event(logger, "outbound message acknowledged", notifications=len(outcomes))
     return _soap(ack_response(True), 200)
 
 
 def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_id: str) -> list[intake.Planned]:
     extra = _session_extra(runtime, message)
+    schema = intake.schema_for(process.schema)
     planned = []
     for notification in message.notifications:
         try:
-            payload = process.schema().load(process.from_notification(notification.sobject_type, notification.fields))
+            payload = schema.load(process.from_notification(notification.sobject_type, notification.fields))
         except (ValueError, ValidationError) as exc:
             detail = exc.messages if isinstance(exc, ValidationError) else str(exc)
             raise InvalidRequest(

@@ -1,0 +1,125 @@
+"""GET /openapi.json: a valid OpenAPI 3.0.3 document that Salesforce External Services can import.
+
+The rules come from the reference notes, section C (External Services schema support and the Flow HTTP
+Callout considerations): OpenAPI 3.0.x (3.1 is not accepted), JSON bodies only, a short unique camelCase
+``operationId`` per operation, no ``float``/``long`` (``int64``) formats, no ``oneOf``/``anyOf``/
+``nullable`` tricks, and flat request schemas. Every registered process must appear, with a request
+schema whose properties are exactly its marshmallow schema's fields.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.versions.shortcuts import get_spec_version
+
+from workers import PROCESSES
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+CAMEL_CASE = re.compile(r"[a-z][a-zA-Z0-9]*")
+FORBIDDEN_KEYS = {"oneOf", "anyOf", "nullable", "not"}
+FORBIDDEN_FORMATS = {"float", "int64"}
+
+
+@pytest.fixture
+def spec(client) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def _walk(node: Any, path: str = "#") -> Iterator[tuple[str, Any]]:
+    """Every (json-pointer-ish path, node) in the document."""
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}/{i}")
+
+
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    assert ref.startswith("#/components/schemas/"), ref
+    return spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+
+def test_the_document_is_valid_openapi_3_0_3(spec: dict[str, Any]) -> None:
+    assert spec["openapi"] == "3.0.3"  # External Services takes 2.0 and 3.0; 3.1 is not accepted
+    assert get_spec_version(spec).major == "3" and get_spec_version(spec).minor == "0"
+    validate(spec)  # raises OpenAPIValidationError with the offending path
+
+
+def test_servers_point_back_at_this_receiver(client) -> None:
+    spec = client.get("/openapi.json", base_url="https://offload.example.com").get_json()
+    assert spec["servers"] == [{"url": "https://offload.example.com"}]
+
+
+def test_every_operation_has_a_unique_camel_case_operation_id(spec: dict[str, Any]) -> None:
+    ids = [operation.get("operationId") for _, _, operation in _operations(spec)]
+    assert ids and all(isinstance(i, str) and CAMEL_CASE.fullmatch(i) for i in ids), ids
+    assert len(ids) == len(set(ids)), ids
+
+
+def test_bodies_are_json_only(spec: dict[str, Any]) -> None:
+    for path, method, operation in _operations(spec):
+        if "requestBody" in operation:
+            assert set(operation["requestBody"]["content"]) == {"application/json"}, (path, method)
+        for status, response in operation["responses"].items():
+            assert set(response.get("content", {"application/json": {}})) == {"application/json"}, (
+                path, method, status)
+
+
+def test_no_types_or_constructs_external_services_cannot_import(spec: dict[str, Any]) -> None:
+    for where, node in _walk(spec):
+        if isinstance(node, dict):
+            assert not FORBIDDEN_KEYS & set(node), f"{where} uses {FORBIDDEN_KEYS & set(node)}"
+            assert node.get("format") not in FORBIDDEN_FORMATS, f"{where} has format {node.get('format')}"
+            if node.get("type") == "number":
+                pytest.fail(f"{where} is a number (float/double); Flow HTTP Callouts take integers only")
+
+
+def test_request_schemas_are_flat(spec: dict[str, Any]) -> None:
+    for path, method, operation in _operations(spec):
+        if "requestBody" not in operation:
+            continue
+        schema = _resolve(spec, operation["requestBody"]["content"]["application/json"]["schema"])
+        assert schema["type"] == "object", (path, method)
+        for name, prop in schema["properties"].items():
+            assert "$ref" not in prop and prop.get("type") in {"string", "integer", "boolean"}, (path, name, prop)
+
+
+def test_every_process_is_an_operation_with_its_marshmallow_fields(spec: dict[str, Any]) -> None:
+    assert PROCESSES
+    for name, process in PROCESSES.items():
+        operation = spec["paths"][f"/callouts/{name}"]["post"]
+        assert operation["operationId"] == process.operation_id
+        assert operation["requestBody"]["required"] is True
+        schema = _resolve(spec, operation["requestBody"]["content"]["application/json"]["schema"])
+        declared = process.schema().fields
+        assert set(schema["properties"]) == {f.data_key or key for key, f in declared.items()}, name
+        for key, field in declared.items():
+            expected = "integer" if field.__class__.__name__ == "Integer" else (
+                "boolean" if field.__class__.__name__ == "Boolean" else "string")
+            assert schema["properties"][field.data_key or key]["type"] == expected, (name, key)
+        assert {"202", "200"} <= set(operation["responses"]), name  # success is 2xx: >= 300 is a Flow fault
+
+
+def test_only_registered_processes_are_documented(spec: dict[str, Any]) -> None:
+    documented = {path.removeprefix("/callouts/") for path in spec["paths"] if path.startswith("/callouts/")}
+    assert documented == set(PROCESSES)
