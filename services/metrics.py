@@ -42,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from services.logs import event
+from services.queueing import INTAKE_COUNTERS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REGISTRY_STATES = ("started", "scheduled", "deferred", "failed", "finished", "canceled")
 
-INTAKE_HASH = KEY_PREFIX + "intake"
+INTAKE_HASH = INTAKE_COUNTERS_KEY
 """Hash of intake counters; fields from :func:`intake_field` (public so the enqueue script can count too)."""
 _ATTEMPTS_HASH = KEY_PREFIX + "attempts"  # field "<process>|<outcome>"
 _DURATION_HASH = KEY_PREFIX + "job_duration"  # fields "<process>|<le>", "<process>|sum", "<process>|count"

@@ -55,6 +55,10 @@ JOB_FUNCTION = "workers.runner.execute"
 
 LEDGER_PREFIX = "offload:ledger:"
 
+INTAKE_COUNTERS_KEY = "offload:metrics:intake"
+"""Hash the enqueue script counts into (``enqueued|<process>``, ``duplicates|...``, ``skipped|...``);
+``services.metrics`` renders it. Counting inside the script costs no extra round trip."""
+
 SERIALIZER = JSONSerializer
 
 
@@ -104,6 +108,7 @@ class Delivery:
     description: str
     timeout: int = 600
     retries: int = 5
+    retry_base: float = 15.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -167,7 +172,8 @@ def _variable_fields(d: Delivery) -> list[str]:
         "meta", json.dumps(meta),
     ]
     if d.retries:
-        fields += ["retries_left", str(d.retries), "retry_intervals", json.dumps(backoff_intervals(d.retries))]
+        intervals = backoff_intervals(d.retries, base=d.retry_base)
+        fields += ["retries_left", str(d.retries), "retry_intervals", json.dumps(intervals)]
     return fields
 
 
@@ -175,25 +181,29 @@ def _lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-# One atomic script per request. KEYS: rq:queues, then 4 per delivery (loop-guard key, ledger key, job key,
-# queue key). ARGV: dedupe ttl, job key prefix, enqueue time, then 4 per delivery: job id, "1" if its guard
+# One atomic script per request. KEYS: rq:queues, the intake counters hash (enqueued / duplicates / skipped
+# per process, for /metrics), then 4 per delivery (loop-guard key, ledger key, job key, queue key).
+# ARGV: dedupe ttl, job key prefix, enqueue time, queue key prefix, then 4 per delivery: job id, "1" if its guard
 # key applies, the compressed job data, and the job's other fields as a JSON array (one argument instead
 # of a dozen: redis-py packs every argument in Python). The constant fields are written into the script
 # from _CONSTANT_FIELDS. Reply: per delivery, status (0 skipped, 1 enqueued, 2 duplicate) and job id. A
 # delivery's job is written before its ledger entry, so an error part-way never leaves a claim without its
 # job; Redis runs the whole script before any other command.
 _ADMIT_LUA = """
-local ttl, prefix, stamp = ARGV[1], ARGV[2], ARGV[3]
+local ttl, prefix, stamp, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local reply = {}
-for i = 1, (#KEYS - 1) / 4 do
-  local k, a = 2 + (i - 1) * 4, 4 + (i - 1) * 4
+for i = 1, (#KEYS - 2) / 4 do
+  local k, a = 3 + (i - 1) * 4, 5 + (i - 1) * 4
   local job_id = ARGV[a]
+  local process = string.sub(KEYS[k + 3], #queue_prefix + 1)
   if ARGV[a + 1] == '1' and redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('HINCRBY', KEYS[2], 'skipped|' .. process, 1)
     reply[#reply + 1] = 0
     reply[#reply + 1] = ''
   else
     local held = redis.call('GET', KEYS[k + 1])
     if held and redis.call('EXISTS', prefix .. held) == 1 then
+      redis.call('HINCRBY', KEYS[2], 'duplicates|' .. process, 1)
       reply[#reply + 1] = 2
       reply[#reply + 1] = held
     else
@@ -202,6 +212,7 @@ for i = 1, (#KEYS - 1) / 4 do
       redis.call('RPUSH', KEYS[k + 3], job_id)
       redis.call('SADD', KEYS[1], KEYS[k + 3])
       redis.call('SET', KEYS[k + 1], job_id, 'EX', ttl)
+      redis.call('HINCRBY', KEYS[2], 'enqueued|' .. process, 1)
       reply[#reply + 1] = 1
       reply[#reply + 1] = job_id
     end
@@ -236,8 +247,8 @@ def admit(
     """
     if not deliveries:
         return []
-    keys: list[str] = [_QUEUES_KEY]
-    args: list[Any] = [dedupe_ttl, _JOB_PREFIX, datetime.now(UTC).strftime(_TIMESTAMP_FORMAT)]
+    keys: list[str] = [_QUEUES_KEY, INTAKE_COUNTERS_KEY]
+    args: list[Any] = [dedupe_ttl, _JOB_PREFIX, datetime.now(UTC).strftime(_TIMESTAMP_FORMAT), _QUEUE_PREFIX]
     for i, d in enumerate(deliveries):
         guard = guard_keys[i] if guard_keys is not None else None
         job_id = d.job_id

@@ -95,6 +95,7 @@ def plan(
         description=f"{process.name} {record_id or ''}".strip(),
         timeout=min(process.timeout, runtime.settings.job_timeout),
         retries=runtime.settings.job_retries,
+        retry_base=runtime.settings.retry_base_seconds,
     )
     return Planned(record_id=record_id, delivery=delivery)
 

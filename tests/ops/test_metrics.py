@@ -197,3 +197,26 @@ def test_metric_families_have_help_and_stable_names(ops_client: Any) -> None:
                  "offload_job_duration_seconds", "offload_job_queue_wait_seconds",
                  "offload_queue_depth", "offload_salesforce_api_calls_total", "offload_workers"):
         assert f"# HELP {name}" in text, name
+
+
+def test_the_receivers_own_intake_is_counted(ops_client: Any, redis_conn: redis.Redis) -> None:
+    """The enqueue script counts what it did: a new callout, its repeat, and a loop-guard skip."""
+    import json as json_
+
+    from services.loopguard import mark_own_output
+    from services.signing import sign
+
+    def post(payload: dict[str, str]) -> int:
+        body = json_.dumps(payload).encode()
+        return ops_client.post("/callouts/resize-image", data=body, content_type="application/json",
+                               headers={"X-Offload-Signature": sign(body, "test-secret-0123456789abcdef")}).status_code
+
+    assert post({"recordId": "0015g00000QwErTAAV"}) == 202
+    assert post({"recordId": "0015g00000QwErTAAV"}) == 200
+    mark_own_output(redis_conn, ["0685g00000XyZaBAAV"])
+    assert post({"contentVersionId": "0685g00000XyZaBAAV"}) == 200
+    s = scrape(ops_client)
+    proc = (("process", "resize-image"),)
+    assert s[("offload_deliveries_enqueued_total", proc)] == 1
+    assert s[("offload_deliveries_duplicates_total", proc)] == 1
+    assert s[("offload_deliveries_skipped_total", proc)] == 1
