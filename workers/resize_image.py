@@ -27,7 +27,8 @@ VARIANT_FIELD = "Offload_Variant__c"
 
 
 class ResizeImagePayload(PayloadSchema):
-    """Which photo(s) to resize: one file, or every image on a record."""
+    """Which photo(s) to resize: one file (contentVersionId) or every image file on a record that has no
+    renditions yet (recordId). Give exactly one of contentVersionId or recordId."""
 
     contentVersionId = SalesforceId(
         key_prefix="068", metadata={"description": "The ContentVersion (068...) of the uploaded photo."}

@@ -74,7 +74,7 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
         [outcome] = intake.submit(runtime, [planned])
         if outcome.skipped:
             event(logger, "callout skipped", record_id=outcome.record_id, reason=outcome.skipped)
-            return {"jobId": None, "status": "skipped", "reason": outcome.skipped, "statusUrl": None}, 200
+            return {"status": "skipped", "reason": outcome.skipped}, 200
         assert outcome.job_id is not None
         # url_for("callouts.job_status", job_id=..., _external=True), without the URL map (job ids are
         # URL-safe: "<queue>-<hex>"); a test checks the two agree.

@@ -13,7 +13,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def describe_job(job: Job) -> dict[str, Any]:
-    """Public view of a job: no session references or other internals."""
+    """Public view of a job: no session references or other internals; unknown values are left out."""
     envelope = job.args[0] if job.args else {}
     status = job.get_status(refresh=False)
     max_retries = int(job.meta.get("max_retries", 0))
@@ -24,7 +24,7 @@ def describe_job(job: Job) -> dict[str, Any]:
     if latest is not None and latest.exc_string:
         lines = [line for line in latest.exc_string.strip().splitlines() if line.strip()]
         error = lines[-1] if lines else None
-    return {
+    view = {
         "jobId": job.id,
         "process": envelope.get("process"),
         "status": str(getattr(status, "value", status)),
@@ -38,3 +38,6 @@ def describe_job(job: Job) -> dict[str, Any]:
         "result": result,
         "error": error,
     }
+    # Absent rather than null: OpenAPI 3.0 without `nullable` (which External Services handles
+    # badly) documents a string, and null is not one.
+    return {key: value for key, value in view.items() if value is not None}

@@ -6,6 +6,11 @@ edits. Shaped for External Services (reference section C): OpenAPI 3.0 (not
 operation, flat named schemas, integers and strings only (no float/long), no
 ``oneOf``/``anyOf``/``nullable`` tricks. Success is 2xx because a Flow HTTP
 Callout sends any status >= 300 down its fault path.
+
+``getJob`` is a GET without a body; Salesforce's External Services page says "A GET
+method with an empty request body results in a validation error" (reference section
+C, wording unclear). If an org refuses it, delete that operation from the imported
+spec: callouts work without it.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ bp = Blueprint("openapi", __name__)
 class JobAccepted(Schema):
     """Answer to a callout: the job and where to ask about it."""
 
-    jobId = fields.String(metadata={"description": "Id of the job (null when skipped)."})
+    jobId = fields.String(metadata={"description": "Id of the job (absent when skipped)."})
     status = fields.String(metadata={"description": "queued, started, finished, failed or skipped."})
-    statusUrl = fields.String(metadata={"description": "GET this URL for the job's progress."})
+    statusUrl = fields.String(metadata={"description": "GET this URL for the job's progress (absent when skipped)."})
     duplicate = fields.Boolean(metadata={"description": "True when this request repeats an earlier one."})
     reason = fields.String(metadata={"description": "Why the request was skipped, if it was."})
 
@@ -35,6 +40,10 @@ class JobAccepted(Schema):
 class ErrorDetail(Schema):
     code = fields.String(metadata={"description": "Stable error code, e.g. VALIDATION_FAILED."})
     message = fields.String(metadata={"description": "What went wrong and what to change."})
+    fields_ = fields.Dict(
+        data_key="fields", keys=fields.String(), values=fields.List(fields.String()),
+        metadata={"description": "Messages per request field, for validation errors."},
+    )
 
 
 class ErrorBody(Schema):
@@ -55,6 +64,7 @@ class JobStatus(Schema):
     startedAt = fields.String(metadata={"format": "date-time"})
     endedAt = fields.String(metadata={"format": "date-time"})
     attempts = fields.Integer()
+    result = fields.Dict(metadata={"description": "What the job reported (process-specific), once finished."})
     error = fields.String()
 
 
@@ -90,7 +100,7 @@ def build_spec(server_url: str) -> dict[str, Any]:
     for schema in (JobAccepted, ErrorDetail, ErrorBody, JobStatus):
         spec.components.schema(schema.__name__, schema=schema)
     for process in sorted(PROCESSES.values(), key=lambda p: p.name):
-        request_name = process.operation_id[0].upper() + process.operation_id[1:] + "Request"
+        request_name = _request_name(process.operation_id)
         spec.components.schema(request_name, schema=process.schema)
         spec.path(
             path=f"/callouts/{process.name}",
@@ -119,7 +129,19 @@ def build_spec(server_url: str) -> dict[str, Any]:
             },
         }},
     )
-    return spec.to_dict()
+    document = spec.to_dict()
+    schemas = document["components"]["schemas"]
+    for name in ("JobAccepted", "ErrorDetail", "ErrorBody", "JobStatus"):
+        # Answers may gain fields; a closed response schema would break clients that validate.
+        schemas[name].pop("additionalProperties", None)
+    for process in PROCESSES.values():
+        request_schema = schemas[_request_name(process.operation_id)]
+        request_schema["description"] = " ".join((process.schema.__doc__ or "").split())
+    return document
+
+
+def _request_name(operation_id: str) -> str:
+    return operation_id[0].upper() + operation_id[1:] + "Request"
 
 
 @bp.get("/openapi.json")

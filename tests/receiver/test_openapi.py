@@ -123,3 +123,38 @@ def test_every_process_is_an_operation_with_its_marshmallow_fields(spec: dict[st
 def test_only_registered_processes_are_documented(spec: dict[str, Any]) -> None:
     documented = {path.removeprefix("/callouts/") for path in spec["paths"] if path.startswith("/callouts/")}
     assert documented == set(PROCESSES)
+
+
+def test_real_answers_match_the_documented_schemas(client, redis_conn) -> None:
+    """What the receiver really sends (202, 200 duplicate, 200 skipped, 400, job status) fits the spec."""
+    import json as json_
+
+    import jsonschema
+    from referencing import Registry, Resource
+
+    from services.loopguard import mark_own_output
+    from services.signing import sign
+
+    document = client.get("/openapi.json").get_json()
+    registry = Registry().with_resource("urn:offload", Resource.opaque(document))
+
+    def check(body: dict, schema_name: str) -> None:
+        schema = {"$ref": f"urn:offload#/components/schemas/{schema_name}"}
+        jsonschema.Draft4Validator(schema, registry=registry).validate(body)
+
+    def post(payload: dict) -> object:
+        body = json_.dumps(payload).encode()
+        return client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": sign(body, "test-secret-0123456789abcdef")})
+
+    accepted = post({"recordId": "0015g00000QwErTAAV"})
+    check(accepted.get_json(), "JobAccepted")
+    check(post({"recordId": "0015g00000QwErTAAV"}).get_json(), "JobAccepted")
+    mark_own_output(redis_conn, ["0685g00000XyZaBAAV"])
+    check(post({"contentVersionId": "0685g00000XyZaBAAV"}).get_json(), "JobAccepted")
+    invalid = post({"recordId": "nope"})
+    assert invalid.status_code == 400
+    check(invalid.get_json(), "ErrorBody")
+    path = f"/jobs/{accepted.get_json()['jobId']}"
+    status = client.get(path, headers={"X-Offload-Signature": sign(path.encode(), "test-secret-0123456789abcdef")})
+    check(status.get_json(), "JobStatus")
