@@ -136,3 +136,25 @@ def test_a_rendition_is_never_resized(org, worker_env, redis_conn, run_jobs, bad
     run_jobs()
     assert fetch_job(redis_conn, job_id).return_value()["renditionCount"] == 0
     assert renditions_of(org, fake) == []
+
+
+def test_the_orgs_api_usage_is_recorded_and_respected(org, worker_env, redis_conn, run_jobs) -> None:
+    """Sforce-Limit-Info from real responses is kept; near the daily limit, jobs wait instead of calling."""
+    from services.salesforce import ApiUsage, latest_usage, record_usage
+
+    account = create_record(org, "Account", Name="Limits")
+    source = upload_file(org, account, photo_jpeg(800, 600), "limits.jpg")
+    enqueue(redis_conn, {"contentVersionId": source}, "limits-1")
+    run_jobs()
+    usage = latest_usage(redis_conn)
+    assert usage is not None and usage.limit == org.state.config.daily_api_limit
+    assert 0 < usage.used <= org.state.api_calls
+    record_usage(redis_conn, ApiUsage(used=97, limit=100))
+    calls_before = org.state.api_calls
+    other = upload_file(org, account, photo_jpeg(800, 600, seed=5), "limits2.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": other}, "limits-2")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "scheduled", "a transient wait, retried later"
+    assert "API_LIMIT_NEAR" in job.meta.get("error_code", "")
+    assert org.state.api_calls == calls_before, "no Salesforce call is spent while the org is near its limit"
