@@ -1,0 +1,103 @@
+"""Logging in and calling Salesforce the way workers do, against the emulator over HTTPS."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from services.devorg.faults import FaultRule
+from services.errors import SalesforcePermanentError, SalesforceTransientError
+from services.salesforce import TimeoutSession, session_host_allowed
+from services.settings import Settings
+from services.sftokens import SharedToken, fetch_token, jwt_audience
+
+
+def _keypair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "offload-worker")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _session(org) -> TimeoutSession:  # noqa: ANN001
+    return TimeoutSession(5, org.ca_bundle)
+
+
+def test_client_credentials_login(org, worker_settings: Settings) -> None:
+    token = fetch_token(worker_settings, _session(org))
+    assert token.instance_url == org.base_url and token.access_token
+
+
+def test_jwt_bearer_login_with_the_apps_certificate(org, worker_settings: Settings) -> None:
+    key_pem, cert_pem = _keypair()
+    org.state.config.jwt_cert_pem = cert_pem
+    settings = worker_settings.replace(salesforce_client_secret="", salesforce_username=org.username,
+                                       salesforce_private_key=key_pem.replace("\n", "\\n"))
+    assert settings.salesforce_auth_mode == "jwt_bearer"
+    token = fetch_token(settings, _session(org))
+    assert token.instance_url == org.base_url
+
+
+def test_a_wrong_secret_is_a_permanent_error_an_admin_can_read(org, worker_settings: Settings) -> None:
+    with pytest.raises(SalesforcePermanentError) as caught:
+        fetch_token(worker_settings.replace(salesforce_client_secret="wrong"), _session(org))
+    assert caught.value.code == "INVALID_CLIENT" and "SALESFORCE_CLIENT_ID" in caught.value.message
+
+
+def test_an_unreachable_login_host_is_transient(worker_settings: Settings) -> None:
+    settings = worker_settings.replace(salesforce_login_url="https://127.0.0.1:1")
+    with pytest.raises(SalesforceTransientError):
+        fetch_token(settings, TimeoutSession(1))
+
+
+def test_workers_share_one_login_through_redis(org, worker_settings: Settings, redis_conn: redis.Redis) -> None:
+    """Two worker processes' token sources: the second reuses the first's token, a refresh replaces it."""
+    first = SharedToken(worker_settings, redis_conn, _session(org))
+    second = SharedToken(worker_settings, redis_conn, _session(org))
+    issued = len(org.state.tokens.all())
+    token = first(False)
+    assert second(False) == token
+    assert len(org.state.tokens.all()) == issued + 1, "one login served both processes"
+    refreshed = second(True)
+    assert refreshed != token and first(False) == refreshed
+
+
+def test_a_busy_login_is_transient(org, worker_settings: Settings) -> None:
+    org.state.faults.add(FaultRule(pattern="/services/oauth2/token", error="SERVER_UNAVAILABLE", count=1))
+    with pytest.raises(SalesforceTransientError):
+        fetch_token(worker_settings, _session(org))
+
+
+def test_jwt_audience_follows_the_login_host() -> None:
+    assert jwt_audience("https://login.salesforce.com") == "https://login.salesforce.com"
+    assert jwt_audience("https://acme.my.salesforce.com") == "https://login.salesforce.com"
+    assert jwt_audience("https://test.salesforce.com") == "https://test.salesforce.com"
+    assert jwt_audience("https://acme--uat.sandbox.my.salesforce.com") == "https://test.salesforce.com"
+    assert jwt_audience("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
+
+
+@pytest.mark.parametrize(
+    ("instance", "allowed"),
+    [
+        ("https://acme.my.salesforce.com/services/Soap/u/66.0/00D", True),
+        ("https://acme--c.vf.force.com/x", True),
+        ("https://login.salesforce.com", True),
+        ("https://evil.example.com/salesforce.com", False),
+        ("https://salesforce.com.evil.example", False),
+        ("http://acme.my.salesforce.com", False),
+        ("https://127.0.0.1:8443", False),
+    ],
+)
+def test_a_session_id_only_goes_to_salesforce_hosts(instance: str, allowed: bool) -> None:
+    assert session_host_allowed(instance, "https://login.salesforce.com") is allowed
