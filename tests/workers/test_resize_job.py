@@ -158,3 +158,27 @@ def test_the_orgs_api_usage_is_recorded_and_respected(org, worker_env, redis_con
     assert job.get_status() == "scheduled", "a transient wait, retried later"
     assert "API_LIMIT_NEAR" in job.meta.get("error_code", "")
     assert org.state.api_calls == calls_before, "no Salesforce call is spent while the org is near its limit"
+
+
+def test_without_credentials_the_outbound_messages_session_is_used(org, worker_env, redis_conn, run_jobs,
+                                                                     monkeypatch) -> None:
+    """No Connected App configured: the job calls back with the message's (encrypted, referenced) session."""
+    from services.sessions import store_session
+    from workers import runner
+
+    for name in ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"):
+        monkeypatch.delenv(name)
+    runner.worker_settings.cache_clear()
+    account = create_record(org, "Account", Name="Session")
+    source = upload_file(org, account, photo_jpeg(800, 600), "session.jpg")
+    ref = store_session(redis_conn, worker_env["OFFLOAD_SECRET_KEY"], org.issue_token())
+    partner_url = f"{org.base_url}/services/Soap/u/66.0/{org.org_id[:15]}"
+    job_id = enqueue(redis_conn, {"recordId": account}, "session", sessionRef=ref, instanceUrl=partner_url)
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    assert len(renditions_of(org, source)) == 3
+    untrusted = enqueue(redis_conn, {"recordId": account}, "session-elsewhere", sessionRef=ref,
+                        instanceUrl="https://attacker.example.com/services/Soap/u/66.0/x")
+    run_jobs()
+    job = fetch_job(redis_conn, untrusted)
+    assert job.get_status() == "failed" and job.meta["error_code"] == "UNTRUSTED_INSTANCE"
