@@ -182,3 +182,17 @@ def test_without_credentials_the_outbound_messages_session_is_used(org, worker_e
     run_jobs()
     job = fetch_job(redis_conn, untrusted)
     assert job.get_status() == "failed" and job.meta["error_code"] == "UNTRUSTED_INSTANCE"
+
+
+def test_a_decompression_bomb_fails_once_with_a_clear_message(org, worker_env, redis_conn, run_jobs) -> None:
+    from imagegen import png_bomb
+
+    account = create_record(org, "Account", Name="Bomb")
+    source = upload_file(org, account, png_bomb(30000, 30000), "innocent.png")
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "bomb")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "failed" and job.retries_left == 0
+    assert job.meta["error_code"] == "IMAGE_REJECTED"
+    assert "OFFLOAD_MAX_PIXELS" in job.latest_result().exc_string
+    assert renditions_of(org, source) == []
