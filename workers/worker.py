@@ -26,6 +26,24 @@ classes heartbeat every ``HEARTBEAT_SECONDS`` with a short time-to-live, and
 clean the registries every ``MAINTENANCE_SECONDS``, so an abandoned job goes back
 through rq's own retry handling within about a minute. The exactly-once
 write-back (``workers/resize_job.py``) makes that retry safe.
+
+Two rq details make that interval a wish unless the worker also:
+
+* **wakes up while idle.** rq checks for maintenance only between dequeues, and an
+  idle worker blocks in one ``BLMOVE`` for ``worker_ttl - 15`` = 405 s. Every worker
+  of a quiet dyno therefore skipped maintenance for ~7 minutes, so a job abandoned
+  by a dead worker, or by a worker that quit when Redis went away ("found an
+  unhandled exception, quitting"), sat expired in the ``StartedJobRegistry`` that
+  long. Here the blocking dequeue returns every ``HEARTBEAT_SECONDS``.
+* **takes over a dead scheduler's lock.** Scheduled retries are enqueued by the one
+  scheduler holding ``rq:scheduler-lock:<queue>`` (61 s time-to-live, refreshed every
+  second). A scheduler killed with its worker, or one that died when Redis went away,
+  keeps that lock for up to a minute after its last refresh, and rq starts a new
+  scheduler only from maintenance. A lock not refreshed for ``STALE_SCHEDULER_SECONDS``
+  belongs to a dead scheduler: maintenance releases it (compare-and-delete on the
+  owner) and starts this worker's scheduler. Should the old one be merely slow, rq's
+  scheduler notices at its next heartbeat that its lock was taken over and stops
+  scheduling that queue.
 """
 
 from __future__ import annotations
@@ -35,12 +53,16 @@ import threading
 from types import FrameType
 from typing import Any
 
+import redis
 from rq.exceptions import ShutDownImminentException
 from rq.job import Job
 from rq.queue import Queue
-from rq.worker import HerokuWorker, SimpleWorker, WorkerStatus
+from rq.scheduler import RQScheduler
+from rq.scripts import release_lock
+from rq.worker import BaseWorker, HerokuWorker, SimpleWorker, WorkerStatus
 
-__all__ = ["HEARTBEAT_SECONDS", "MAINTENANCE_SECONDS", "ForkingWorker", "InProcessWorker"]
+__all__ = ["HEARTBEAT_SECONDS", "MAINTENANCE_SECONDS", "STALE_SCHEDULER_SECONDS", "ForkingWorker",
+           "InProcessWorker"]
 
 HEARTBEAT_SECONDS = 10
 """How often a running job's heartbeat is renewed."""
@@ -52,12 +74,54 @@ MAINTENANCE_SECONDS = 30
 """How often a worker cleans the registries (finds abandoned jobs, starts a scheduler if none runs)."""
 
 
+STALE_SCHEDULER_SECONDS = 15
+"""A scheduler lock not refreshed for this long (a live scheduler refreshes it every second) is a dead one's."""
+
+
 def recovery_options() -> dict[str, Any]:
     """Keyword arguments for either worker class."""
     return {"job_monitoring_interval": HEARTBEAT_SECONDS, "maintenance_interval": MAINTENANCE_SECONDS}
 
 
-class ForkingWorker(HerokuWorker):
+class _Recovery(BaseWorker):
+    """What both classes add to rq for quick recovery (see the module docstring)."""
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # rq's is worker_ttl - 15 = 405 s, and maintenance is only looked at between dequeues.
+        return min(super().dequeue_timeout, HEARTBEAT_SECONDS)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        if self.scheduler is not None and not self._scheduler_alive() and self._release_dead_scheduler_locks():
+            self.scheduler.acquire_locks(auto_start=True)
+
+    def _scheduler_alive(self) -> bool:
+        process = self.scheduler._process if self.scheduler is not None else None  # noqa: SLF001
+        return process is not None and process.is_alive()
+
+    def _release_dead_scheduler_locks(self) -> bool:
+        """Delete scheduler locks whose owner stopped refreshing them; True if any is free now."""
+        free = False
+        lock_ttl = self.scheduler.interval + 60 if self.scheduler is not None else 61  # rq's own lock TTL
+        for queue in self.queues:
+            key = RQScheduler.get_locking_key(queue.name)
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    owner, ttl_ms = pipe.get(key).pttl(key).execute()
+                if owner is None:
+                    free = True
+                elif 0 <= ttl_ms < (lock_ttl - STALE_SCHEDULER_SECONDS) * 1000:
+                    if release_lock(self.connection, key, owner.decode()):
+                        self.log.warning("Worker %s: released the scheduler lock of %s, not refreshed for %d s",
+                                         self.name, queue.name, STALE_SCHEDULER_SECONDS)
+                    free = True
+            except redis.exceptions.RedisError:
+                self.log.warning("Worker %s: could not check the scheduler lock of %s", self.name, queue.name)
+        return free
+
+
+class ForkingWorker(_Recovery, HerokuWorker):
     """rq's HerokuWorker (a fork per job) with short heartbeats."""
 
     def get_heartbeat_ttl(self, job: Job) -> int:
@@ -66,7 +130,7 @@ class ForkingWorker(HerokuWorker):
         return HEARTBEAT_TTL
 
 
-class InProcessWorker(SimpleWorker):
+class InProcessWorker(_Recovery, SimpleWorker):
     """Runs each job in this process, with Heroku's SIGTERM window and heartbeats from a thread."""
 
     imminent_shutdown_delay = 20

@@ -1,0 +1,159 @@
+"""End-to-end benchmark: org emulator -> gunicorn (Procfile web) -> Redis (AOF) -> K workers (Procfile worker).
+
+    .venv/bin/python bench/e2e.py            # N=2 Outbound Messages x 100 notifications, M=100 callouts, K=2
+    .venv/bin/python bench/e2e.py --quick    # N=1 x 20, M=20 (about 30 s)
+
+Reports ACK latency (p50/p99) of callouts and Outbound Messages, jobs/s and time to drain, Salesforce
+API calls per job, peak RSS (VmHWM) per process, and, measured in the same run, the ceiling: the image
+pipeline alone (``workers.imaging.render_variants``) on the same photo, in this process, on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import redis  # noqa: E402
+from orgtools import create_record, upload_file  # noqa: E402
+from rq.registry import FinishedJobRegistry  # noqa: E402
+from tests_support_images import photo_jpeg  # noqa: E402
+
+from services.devorg.callouts import apex_callout  # noqa: E402
+from services.devstack import LocalStack  # noqa: E402
+from services.embedded_redis import free_port  # noqa: E402
+from workers.imaging import parse_variants, render_variants  # noqa: E402
+from workers.resize_image import RENDITION_MARKER_FIELD  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def ceiling(photo: bytes, seconds: float) -> float:
+    variants = parse_variants("large:1600:jpeg,medium:800:webp,thumb:200:jpeg")
+    render_variants(photo, variants)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        render_variants(photo, variants)
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--outbound", type=int, help="N Outbound Messages of 100 notifications")
+    parser.add_argument("--callouts", type=int, help="M signed callouts")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--width", type=int, default=2400)
+    parser.add_argument("--height", type=int, default=1600)
+    args = parser.parse_args()
+    n_om, per_om = (1, 20) if args.quick else (args.outbound or 2, 100)
+    m_callouts = args.callouts or (20 if args.quick else 100)
+    photo = photo_jpeg(args.width, args.height, seed=1)
+    ceiling_ips = ceiling(photo, 3 if args.quick else 8)
+
+    workdir = Path(tempfile.mkdtemp(prefix="offload-e2e-"))
+    port = free_port()
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                               "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                               "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    conn = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            conn.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        with LocalStack(redis_url=url, workers=args.workers, env={"OFFLOAD_LOG_LEVEL": "WARNING"}) as stack:
+            org, sender = stack.org, stack.org.state.outbound
+            sender.stop()  # queue nothing automatically while seeding; messages go out with send_now
+            accounts = [create_record(org, "Account", Name=f"Bench {i}") for i in range(n_om * per_om)]
+            sources = [upload_file(org, a, photo, f"b{i}.jpg") for i, a in enumerate(accounts)]
+            contacts = [create_record(org, "Contact", LastName=f"Bench {i}") for i in range(m_callouts)]
+            callout_sources = [upload_file(org, c, photo, f"c{i}.jpg") for i, c in enumerate(contacts)]
+            calls_before = org.state.api_calls
+            sender._deliveries.clear()  # noqa: SLF001 - drop the seeding's queued notifications
+            sender.start()
+
+            t0 = time.monotonic()
+            for i in range(n_om):
+                records = [org.state.get_record(a)[1] for a in accounts[i * per_om:(i + 1) * per_om]]
+                sender.send_now("Offload_Resize_Photos", records)
+
+            def one(cv: str) -> float:
+                sent = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                r = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
+                                 {"contentVersionId": cv, "sentAt": sent}, secret=stack.callout_secret)
+                assert r.status == 202, r.body
+                return r.elapsed_ms
+
+            with ThreadPoolExecutor(4) as pool:
+                callout_ms = list(pool.map(one, callout_sources))
+            om_ms = []
+            om_deadline = time.monotonic() + 120
+            while time.monotonic() < om_deadline and len(om_ms) < n_om:
+                om_ms = [float("nan")] * sum(1 for d in sender.deliveries() if d["status"] == "delivered")
+                time.sleep(0.01)
+            om_ms = [(time.monotonic() - t0) * 1000] * len(om_ms)  # send_now -> Ack, upper bound
+            jobs = n_om * per_om + m_callouts
+            registry = FinishedJobRegistry("resize-image", connection=conn)
+            deadline = time.monotonic() + 900
+            while len(registry.get_job_ids()) < jobs and time.monotonic() < deadline:
+                time.sleep(0.2)
+            drain = time.monotonic() - t0
+            finished = len(registry.get_job_ids())
+            renditions = sum(1 for r in org.state.all_records("ContentVersion") if r.get(RENDITION_MARKER_FIELD))
+            api_per_job = (org.state.api_calls - calls_before) / max(1, finished)
+            mem = {"web": vm_hwm_mb(stack._web.pid)}  # noqa: SLF001
+            for w in stack.worker_processes:
+                mem[f"worker {w.pid}"] = vm_hwm_mb(w.pid)
+            mem["redis-server"] = vm_hwm_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"photo {args.width}x{args.height} JPEG ({len(photo) / 1e6:.2f} MB), workers K={args.workers}, "
+          f"{os.cpu_count()} CPUs, Redis AOF everysec")
+    print(f"jobs: {n_om} Outbound Messages x {per_om} + {m_callouts} callouts = {jobs}; finished {finished}; "
+          f"renditions {renditions} (expected {3 * sources.__len__() + 3 * len(callout_sources)})")
+    print(f"callout ACK ms p50 {statistics.median(callout_ms):.1f} p99 {pct(callout_ms, 0.99):.1f} (4 concurrent)")
+    print(f"outbound send_now -> Ack ms ({per_om}-notification message, polled, upper bound) {max(om_ms):.0f}")
+    print(f"drain {drain:.1f} s, {finished / drain:.2f} jobs/s end to end; "
+          f"ceiling (render_variants, 1 core, in-process) {ceiling_ips:.2f} images/s "
+          f"=> x{args.workers} cores ideal {ceiling_ips * min(args.workers, os.cpu_count() or 1):.2f}")
+    print(f"Salesforce API calls per job {api_per_job:.2f}")
+    print("peak RSS MB (VmHWM; worker = parent, horses are forked per job): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in mem.items()))
+    return 0 if finished == jobs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

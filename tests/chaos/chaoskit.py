@@ -1,0 +1,128 @@
+"""Helpers shared by the chaos scenarios: submit work, wait (bounded), and check the invariants."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+import pytest
+import redis
+import requests
+from orgtools import create_record, renditions_of, upload_file
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from tests_support_images import photo_jpeg
+
+from services.devorg.callouts import apex_callout
+from services.devstack import LocalStack
+from services.queueing import SERIALIZER
+
+QUEUE = "resize-image"
+VARIANTS = ["large", "medium", "thumb"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: LocalStack | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    logs = stack.logs()[-8000:] if stack is not None else ""
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{logs}")
+
+
+def seed_photos(stack: LocalStack, count: int, *, sobject: str = "Contact", size: tuple[int, int] = (900, 600)
+                ) -> list[tuple[str, str]]:
+    """``count`` records with one photo each: [(record id, content version id)]."""
+    org = stack.org
+    photo = photo_jpeg(*size, seed=5)
+    out = []
+    for i in range(count):
+        fields = {"LastName": f"Chaos {i}"} if sobject == "Contact" else {"Name": f"Chaos {i}"}
+        record = create_record(org, sobject, **fields)
+        out.append((record, upload_file(org, record, photo, f"chaos-{i}.jpg")))
+    return out
+
+
+def callout(stack: LocalStack, content_version_id: str, idempotency_key: str | None = None,
+            timeout_s: float = 10.0) -> tuple[int, str | None]:
+    """(HTTP status or 0 for a connection failure, job id if answered 2xx)."""
+    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
+                          {"contentVersionId": content_version_id, "sentAt": sent_at},
+                          secret=stack.callout_secret, idempotency_key=idempotency_key, timeout_s=timeout_s)
+    if 200 <= result.status < 300:
+        return result.status, str(json.loads(result.body)["jobId"])
+    return result.status, None
+
+
+def job_status(conn: redis.Redis, job_id: str) -> str | None:
+    try:
+        return str(Job.fetch(job_id, connection=conn, serializer=SERIALIZER).get_status().value)
+    except Exception:  # noqa: BLE001 - missing or undecodable: report None
+        return None
+
+
+def wait_all_ended(conn: redis.Redis, job_ids: list[str], timeout: float, stack: LocalStack) -> None:
+    def ended() -> bool:
+        return all(job_status(conn, j) in (JobStatus.FINISHED.value, JobStatus.FAILED.value) for j in job_ids)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ended():
+        time.sleep(0.2)
+    if not ended():
+        statuses = {j: job_status(conn, j) for j in job_ids}
+        started = StartedJobRegistry(QUEUE, connection=conn).get_job_ids()
+        pytest.fail(f"timed out after {timeout} s waiting for jobs to end: {statuses}; started={started}\n"
+                    f"{stack.logs()[-8000:]}")
+
+
+def assert_exactly_once(stack: LocalStack, sources: list[str]) -> None:
+    """Every source has one rendition per variant: none missing, none twice."""
+    bad = {}
+    for source in sources:
+        got = sorted(r["Offload_Variant__c"] for r in renditions_of(stack.org, source))
+        if got != VARIANTS:
+            bad[source] = got
+    assert not bad, f"sources without exactly one rendition per variant: {bad}"
+
+
+def assert_nothing_stuck(conn: redis.Redis, job_ids: list[str]) -> None:
+    """No job left in started, scheduled or failed; each one finished."""
+    assert StartedJobRegistry(QUEUE, connection=conn).get_job_ids() == []
+    assert ScheduledJobRegistry(QUEUE, connection=conn).get_job_ids() == []
+    assert FailedJobRegistry(QUEUE, connection=conn).get_job_ids() == []
+    statuses = {j: job_status(conn, j) for j in job_ids}
+    assert all(s == JobStatus.FINISHED.value for s in statuses.values()), statuses
+
+
+def busy_horses(stack: LocalStack) -> list[psutil.Process]:
+    """Work horses running a job right now: children of worker processes that talk to the org."""
+    port = int(stack.org.base_url.rsplit(":", 1)[1])
+    found = []
+    for worker in stack.worker_processes:
+        if worker.poll() is not None:
+            continue
+        try:
+            children = psutil.Process(worker.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for child in children:
+            try:
+                if any(c.raddr and c.raddr.port == port for c in child.net_connections(kind="tcp")):
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                continue
+    return found
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

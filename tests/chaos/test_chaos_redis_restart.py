@@ -1,0 +1,104 @@
+"""Redis dies (kill -9) and comes back from its append-only file while callouts and Outbound Messages arrive.
+
+The promise under test: whatever the receiver acknowledged (a 2xx to a callout, ``<Ack>true</Ack>`` to
+an Outbound Message) was in Redis before the answer, so it survives the restart and its job completes;
+whatever was refused during the outage is retried by its sender (same Idempotency-Key; Salesforce's
+Outbound Message retry) and then completes once.
+
+The job whose upload is in flight when Redis dies is the hard case. Its horse fails on the lost
+connection; the worker, asking Redis what became of the job, gets ``ConnectionError`` and quits (rq:
+"found an unhandled exception, quitting"), so the job stays ``started`` in the ``StartedJobRegistry``
+(Redis's append-only file kept it) until its 30 s heartbeat lapses; then a worker's maintenance
+(``workers/worker.py``: every 30 s, also while idle) hands it to rq's retry, and a scheduler (started
+anew once the dead one's lock is found stale) enqueues it. The test restarts a worker process that
+exited, as Heroku's dyno manager restarts a crashed dyno; nothing else restarts processes here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from chaoskit import assert_exactly_once, assert_nothing_stuck, callout, seed_photos, wait_all_ended, wait_for
+from orgtools import renditions_of
+
+from services.devorg.faults import FaultRule
+from services.devstack import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "5", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+
+
+def test_nothing_acknowledged_is_lost_across_a_redis_restart(own_redis) -> None:  # noqa: ANN001
+    conn = redis.Redis.from_url(own_redis.url)
+    with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as stack:
+        org, sender = stack.org, stack.org.state.outbound
+        contacts = [cv for _, cv in seed_photos(stack, 12)]
+        accounts = seed_photos(stack, 3, sobject="Account")
+        wait_for(lambda: all(d["status"] == "delivered" for d in sender.deliveries()), 30,
+                 "the Account creations' Outbound Messages", stack)
+
+        acked: dict[int, str] = {}
+        refused: list[int] = []
+        restarted_workers = 0
+        for i, cv in enumerate(contacts):
+            if i == 5:  # a job is certainly mid-flight: its second upload is held by the org
+                org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", delay=0.001,
+                                               count=1))
+                held = org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", delay=1.0,
+                                                      count=1))
+                status, job_id = callout(stack, cv, idempotency_key=f"restart-{i}")
+                acked[i] = str(job_id)
+                wait_for(lambda h=held: h.fired, 20, "a job to be uploading", stack)
+                own_redis.kill()
+                for account, _ in accounts:  # Outbound Messages fired while Redis is down
+                    org.state.update(account, {"Name": f"Updated {account}"})
+                continue
+            if i == 8:
+                # Keep Redis down until the worker running the held job has given up on it (redis-py's own
+                # retries bridge a few seconds): that worker quits, which is the case under test.
+                wait_for(lambda: any(w.poll() is not None for w in stack.worker_processes), 40,
+                         "the worker running the held job to quit on the lost connection", stack)
+                own_redis.start()
+            status, job_id = callout(stack, cv, idempotency_key=f"restart-{i}")
+            if job_id:
+                acked[i] = job_id
+            else:
+                assert status >= 500 or status == 0, status
+                refused.append(i)
+            time.sleep(0.3)
+        assert refused, "the outage refused nothing: Redis was not down when callouts arrived"
+
+        for i in refused:  # Apex retries a failed callout with the same Idempotency-Key
+            for _ in range(20):
+                status, job_id = callout(stack, contacts[i], idempotency_key=f"restart-{i}")
+                if job_id:
+                    acked[i] = job_id
+                    break
+                time.sleep(0.5)
+        assert sorted(acked) == list(range(len(contacts)))
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            sender.retry_now()  # Salesforce retries Outbound Messages (15 s doubling); do it now
+            for index, worker in enumerate(stack.worker_processes):
+                if worker.poll() is not None:  # Heroku restarts a crashed dyno
+                    stack._workers.remove(worker)  # noqa: SLF001
+                    stack.add_worker(10 + index + restarted_workers)
+                    restarted_workers += 1
+            delivered = all(d["status"] == "delivered" for d in sender.deliveries())
+            done = all(len(renditions_of(org, cv)) == 3 for _, cv in accounts)
+            if delivered and done:
+                break
+            time.sleep(0.5)
+
+        assert restarted_workers >= 1, "no worker quit: the job in flight never lost Redis"
+        wait_all_ended(conn, list(acked.values()), 90, stack)
+        assert_exactly_once(stack, contacts + [cv for _, cv in accounts])
+        assert_nothing_stuck(conn, list(acked.values()))
+        for delivery in sender.deliveries():
+            assert delivery["status"] == "delivered", delivery
+            assert delivery["attempts"][-1]["ack"] is True
+            assert all(a["ack"] is not True or a["http_status"] == 200 for a in delivery["attempts"])

@@ -1,0 +1,89 @@
+"""kill -9 of worker processes on a real stack: random horse kills under load, and a whole-dyno crash."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from chaoskit import (
+    assert_exactly_once,
+    assert_nothing_stuck,
+    busy_horses,
+    callout,
+    seed_photos,
+    wait_all_ended,
+    wait_for,
+)
+from orgtools import renditions_of
+
+from services.devorg.faults import FaultRule
+from services.devstack import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+UPLOAD = "*/sobjects/ContentVersion"
+
+
+@pytest.fixture
+def stack2(own_redis) -> Iterator[LocalStack]:  # noqa: ANN001
+    with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as running:
+        yield running
+
+
+def test_three_random_horse_kills_over_twenty_jobs(stack2: LocalStack, own_redis) -> None:  # noqa: ANN001
+    conn = redis.Redis.from_url(own_redis.url)
+    sources = [cv for _, cv in seed_photos(stack2, 20)]
+    # A slightly slow org (every upload takes 0.2 s more) so that jobs overlap the kills.
+    stack2.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.2))
+    job_ids = []
+    for cv in sources:
+        status, job_id = callout(stack2, cv)
+        assert status == 202 and job_id
+        job_ids.append(job_id)
+
+    rng = random.Random(20261126)
+    kills = 0
+    deadline = time.monotonic() + 60
+    while kills < 3 and time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.2, 1.5))
+        horses = busy_horses(stack2)
+        if horses:
+            rng.choice(horses).send_signal(signal.SIGKILL)
+            kills += 1
+    assert kills == 3, "the jobs ended before three horses could be killed"
+
+    wait_all_ended(conn, job_ids, 120, stack2)
+    assert_exactly_once(stack2, sources)
+    assert_nothing_stuck(conn, job_ids)
+    assert stack2.logs().count("Work-horse terminated unexpectedly") == 3
+
+
+def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis) -> None:  # noqa: ANN001
+    """A dyno crash (kill -9 of worker, horse and scheduler at once). The job's execution stays in the
+    StartedJobRegistry until its heartbeat (30 s) lapses; the next worker's maintenance (every 30 s, also
+    while idle) gives it to rq's retry, and releases the dead scheduler's stale lock so its own scheduler
+    enqueues the retry. Before workers/worker.py did both, this took ~7-10 minutes."""
+    conn = redis.Redis.from_url(own_redis.url)
+    with LocalStack(redis_url=own_redis.url, workers=1, env=FAST_RETRY_ENV) as stack:
+        [(_, source)] = seed_photos(stack, 1)
+        org = stack.org
+        org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.001, count=1))
+        held = org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=5, error="SERVER_UNAVAILABLE",
+                                              count=1))
+        status, job_id = callout(stack, source)
+        assert status == 202 and job_id
+        wait_for(lambda: held.fired, 30, "the second upload", stack)
+        [worker] = stack.worker_processes
+        os.killpg(worker.pid, signal.SIGKILL)  # the dyno dies: worker, horse and scheduler at once
+        worker.wait(timeout=10)
+        assert len(renditions_of(org, source)) == 1
+        stack.add_worker()
+        wait_all_ended(conn, [job_id], 90, stack)
+        assert_exactly_once(stack, [source])
+        assert_nothing_stuck(conn, [job_id])

@@ -1,0 +1,112 @@
+"""SIGTERM mid-job, the way Heroku stops a dyno (deploy, daily restart, scaling down): nothing is lost.
+
+Heroku sends SIGTERM to every process of the dyno, then SIGKILL 30 s later. ``python -m workers``
+runs rq's ``HerokuWorker``: the work horse ignores SIGTERM; the worker forwards SIGRTMIN to it, and
+6 s later (``imminent_shutdown_delay``) the horse gets ``ShutDownImminentException``, so a job still
+running fails *with its retries* and goes back through the ``ScheduledJobRegistry`` instead of
+vanishing. The scheduler child releases its lock on SIGTERM, so the next worker's scheduler can
+enqueue the retry at once. ``services.procfile.stop`` signals the whole process group, like Heroku.
+
+A slow org (the emulator holds ``GET .../VersionData``) keeps a job in flight when SIGTERM arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from orgtools import create_record, renditions_of, upload_file
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from tests_support_images import photo_jpeg
+
+from services.devorg.callouts import apex_callout
+from services.devorg.faults import FaultRule
+from services.devstack import LocalStack
+from services.procfile import stop
+from services.queueing import SERIALIZER
+
+pytestmark = pytest.mark.integration
+
+DOWNLOAD = "re:/sobjects/ContentVersion/[^/]+/VersionData$"
+HEROKU_GRACE_S = 30.0
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: LocalStack) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{stack.logs()[-8000:]}")
+
+
+def submit(stack: LocalStack, content_version_id: str) -> str:
+    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
+                          {"contentVersionId": content_version_id, "sentAt": sent_at}, secret=stack.callout_secret)
+    assert result.status == 202, result.body
+    return str(json.loads(result.body)["jobId"])
+
+
+@pytest.fixture
+def stack(redis_url: str, redis_conn: redis.Redis) -> Iterator[LocalStack]:
+    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV) as running:
+        yield running
+
+
+def start_job_held_in_download(stack: LocalStack, hold_s: float, seed: int) -> tuple[str, str, FaultRule]:
+    org = stack.org
+    contact = create_record(org, "Contact", LastName="Shutdown")  # not Account: no Outbound Message job
+    source = upload_file(org, contact, photo_jpeg(1000, 750, seed=seed), "shutdown.jpg")
+    held = org.state.faults.add(FaultRule(pattern=DOWNLOAD, method="GET", delay=hold_s, count=1))
+    job_id = submit(stack, source)
+    wait_for(lambda: held.fired, 30, "the job to be downloading", stack)
+    return source, job_id, held
+
+
+def test_sigterm_mid_job_requeues_it_and_a_new_worker_completes_it_once(
+    stack: LocalStack, redis_conn: redis.Redis
+) -> None:
+    """The job outlives the 6 s grace: it is failed with ShutDownImminentException and retried."""
+    source, job_id, _ = start_job_held_in_download(stack, hold_s=12.0, seed=11)
+    [worker] = stack.worker_processes
+    signalled = time.monotonic()
+    returncode = stop(worker, timeout=HEROKU_GRACE_S)  # SIGTERM to the group; SIGKILL only after 30 s
+    assert time.monotonic() - signalled < HEROKU_GRACE_S, "the worker needed Heroku's SIGKILL"
+    assert returncode == 0
+
+    job = Job.fetch(job_id, connection=redis_conn, serializer=SERIALIZER)
+    assert job.get_status() in (JobStatus.SCHEDULED, JobStatus.QUEUED), stack.logs()[-6000:]
+    assert StartedJobRegistry("resize-image", connection=redis_conn).get_job_ids() == []
+    assert "ShutDownImminentException" in stack.log("worker-0.log")
+    assert renditions_of(stack.org, source) == []
+
+    stack.add_worker()
+    wait_for(lambda: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60, "the retry to end", stack)
+    assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+    job.refresh()
+    assert job.retries_left == 2
+    assert sorted(r["Offload_Variant__c"] for r in renditions_of(stack.org, source)) == ["large", "medium", "thumb"]
+
+
+def test_sigterm_mid_job_lets_a_short_job_finish_before_the_worker_exits(
+    stack: LocalStack, redis_conn: redis.Redis
+) -> None:
+    """A job that ends within the 6 s grace is not interrupted: it finishes once, no retry spent."""
+    source, job_id, _ = start_job_held_in_download(stack, hold_s=2.0, seed=12)
+    [worker] = stack.worker_processes
+    assert stop(worker, timeout=HEROKU_GRACE_S) == 0
+
+    job = Job.fetch(job_id, connection=redis_conn, serializer=SERIALIZER)
+    assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+    assert job.retries_left == 3
+    assert sorted(r["Offload_Variant__c"] for r in renditions_of(stack.org, source)) == ["large", "medium", "thumb"]
+    assert StartedJobRegistry("resize-image", connection=redis_conn).get_job_ids() == []

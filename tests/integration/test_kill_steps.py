@@ -1,0 +1,162 @@
+"""Exactly-once under kill -9: the work horse of a real worker process dies at each step of a resize job.
+
+Issue: "Prove exactly-once by killing a real worker process at each step". Nothing of our code is
+mocked. The org emulator holds one chosen request (``FaultRule(delay=..., error=...)``): while it is
+held the job is provably at that step, the horse is killed with SIGKILL, and the held request is
+then answered with a 503 to a dead client, so Salesforce never commits it and the org's state at the
+kill is exact (N renditions after the N-th upload). Then the real recovery path runs:
+
+    rq's worker (the horse's parent) sees ``waitpid`` report signal 9 -> ``handle_job_failure`` ->
+    the job's ``Retry`` schedules it (``ScheduledJobRegistry``, backoff from the receiver) ->
+    the old worker is stopped the way Heroku stops a dyno (SIGTERM, its scheduler releases its lock) ->
+    a new worker process (Procfile ``worker``) starts, its scheduler enqueues the retry, it runs.
+
+The retry asks Salesforce which variants exist and writes only the missing ones: the source ends
+with exactly one rendition per variant and the job finishes, with one retry used.
+
+Killing the *whole* worker (horse, parent and scheduler at once: a dyno crash) takes rq's other
+recovery path, through the ``StartedJobRegistry`` heartbeat expiry; that is exercised in
+``tests/chaos/test_chaos_worker_kills.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+import pytest
+import redis
+from orgtools import create_record, renditions_of, upload_file
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from tests_support_images import photo_jpeg
+
+from services.devorg.callouts import apex_callout
+from services.devorg.faults import FaultRule
+from services.devstack import COMPLETION_EVENT, LocalStack
+from services.procfile import stop
+from services.queueing import SERIALIZER
+
+pytestmark = pytest.mark.integration
+
+VARIANTS = {"large", "medium", "thumb"}
+UPLOAD = "*/sobjects/ContentVersion"
+EVENT = f"*/sobjects/{COMPLETION_EVENT}"
+HOLD_S = 6.0
+"""How long the emulator holds the chosen request: ample time to find and kill the horse."""
+
+# Shorter retries once services/settings.py has OFFLOAD_RETRY_BASE_SECONDS (proposed); ignored before.
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where the job is when its horse dies, and what Salesforce holds at that moment."""
+
+    name: str
+    pattern: str
+    method: str
+    passes_before: int  # matching requests let through before the one that is held
+    renditions_at_kill: int
+
+
+STEPS = [
+    Step("download-in-flight", "re:/sobjects/ContentVersion/[^/]+/VersionData$", "GET", 0, 0),
+    Step("downloaded-and-rendered", UPLOAD, "POST", 0, 0),
+    Step("after-first-upload", UPLOAD, "POST", 1, 1),
+    Step("after-second-upload", UPLOAD, "POST", 2, 2),
+    Step("after-third-upload-not-finished", EVENT, "POST", 0, 3),
+]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: LocalStack) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{stack.logs()[-8000:]}")
+
+
+def horse_talking_to(worker_pid: int, port: int) -> psutil.Process | None:
+    """The worker's child with a TCP connection to the org: the work horse (the scheduler never calls it)."""
+    try:
+        children = psutil.Process(worker_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            if any(c.raddr and c.raddr.port == port for c in child.net_connections(kind="tcp")):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def submit(stack: LocalStack, content_version_id: str) -> str:
+    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
+                          {"contentVersionId": content_version_id, "sentAt": sent_at}, secret=stack.callout_secret)
+    assert result.status == 202, result.body
+    return str(json.loads(result.body)["jobId"])
+
+
+@pytest.fixture
+def stack(redis_url: str, redis_conn: redis.Redis) -> Iterator[LocalStack]:
+    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV) as running:
+        yield running
+
+
+@pytest.mark.parametrize("step", STEPS, ids=[s.name for s in STEPS])
+def test_kill_9_of_the_work_horse_leaves_exactly_one_rendition_per_variant(
+    step: Step, stack: LocalStack, redis_conn: redis.Redis
+) -> None:
+    org = stack.org
+    org_port = int(org.base_url.rsplit(":", 1)[1])
+    # A Contact, not an Account: the stack's Outbound Message on Account would start a second job.
+    contact = create_record(org, "Contact", LastName="Kill step")
+    source = upload_file(org, contact, photo_jpeg(1000, 750, seed=7), "kill.jpg")
+    for _ in range(step.passes_before):  # count=1 rules fire in order: let N requests through untouched
+        org.state.faults.add(FaultRule(pattern=step.pattern, method=step.method, delay=0.001, count=1))
+    held = org.state.faults.add(FaultRule(pattern=step.pattern, method=step.method, delay=HOLD_S,
+                                          error="SERVER_UNAVAILABLE", count=1))
+
+    job_id = submit(stack, source)
+    wait_for(lambda: held.fired, 30, f"the job to reach {step.name}", stack)
+    [worker] = stack.worker_processes
+    horse = wait_for(lambda: horse_talking_to(worker.pid, org_port), 5, "the work horse", stack)
+    horse.send_signal(signal.SIGKILL)
+    horse.wait(timeout=10)
+
+    # The org's state at the kill is exact: the held request is answered (503) to a dead client.
+    assert len(renditions_of(org, source)) == step.renditions_at_kill
+    job = Job.fetch(job_id, connection=redis_conn, serializer=SERIALIZER)
+    wait_for(lambda: job.get_status() in (JobStatus.SCHEDULED, JobStatus.QUEUED), 10,
+             "rq to schedule the retry of the killed job", stack)
+    assert job.get_status() != JobStatus.FINISHED
+
+    # Heroku restarts the dyno: SIGTERM to the old worker, then a new worker process.
+    assert stop(worker) == 0
+    stack.add_worker()
+    wait_for(lambda: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60,
+             "the retried job to end", stack)
+
+    assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+    job.refresh()
+    rows = renditions_of(org, source)
+    assert sorted(r["Offload_Variant__c"] for r in rows) == sorted(VARIANTS), rows
+    result = job.return_value()
+    assert result["renditionCount"] == 3
+    assert sum(1 for r in result["renditions"] if not r.get("existing")) == 3 - step.renditions_at_kill
+    assert job.retries_left == 2  # exactly one retry was spent
+    succeeded = [e for e in org.state.events
+                 if e["fields"]["Job_Id__c"] == job_id and e["fields"]["Status__c"] == "Succeeded"]
+    assert len(succeeded) == 1
+    assert StartedJobRegistry("resize-image", connection=redis_conn).get_job_ids() == []
