@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import time
+
+import redis
 
 from services.errors import ConfigError
 from services.logs import configure_logging, event
@@ -55,13 +59,45 @@ def main(argv: list[str] | None = None) -> int:
         # in a fresh fork of this process, which would otherwise import them again per job.
         process.load_handler()
     worker_class = InProcessWorker if args.in_process else ForkingWorker
-    worker = worker_class(
-        [make_queue(name, connection) for name in names], connection=connection, serializer=SERIALIZER,
-        **recovery_options(),
-    )
-    event(logger, "worker starting", queues=",".join(names), worker_class=worker_class.__name__)
-    worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level.upper())
-    return 0
+    while True:
+        worker = worker_class(
+            [make_queue(name, connection) for name in names], connection=connection, serializer=SERIALIZER,
+            **recovery_options(),
+        )
+        event(logger, "worker starting", queues=",".join(names), worker_class=worker_class.__name__)
+        try:
+            worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level.upper())
+        except redis.ConnectionError:
+            pass  # Redis unreachable while starting or stopping: wait for it below
+        if args.burst or worker._shutdown_requested_date is not None:  # noqa: SLF001 - set by rq on SIGTERM
+            return 0
+        # rq's work loop quits on an error it cannot handle, such as Redis going away. Exiting
+        # would make Heroku restart the dyno, and repeated crashes put it into a cool-off of up
+        # to 20 minutes; waiting here resumes work as soon as Redis is back. Jobs abandoned
+        # meanwhile are recovered by the next maintenance (workers/worker.py).
+        if not _wait_for_redis(connection):
+            print("offload worker: Redis stayed unreachable; giving up (check REDIS_URL and the add-on)",
+                  file=sys.stderr)
+            return 1
+
+
+RECONNECT_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)
+"""Seconds between attempts to reach Redis again after losing it (about 2 minutes in all)."""
+
+
+def _wait_for_redis(connection: redis.Redis) -> bool:
+    """Ping Redis with backoff for about two minutes; True once it answers. SIGTERM ends the wait."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing is in flight: stop at once if asked
+    for delay in (0, *RECONNECT_DELAYS):
+        time.sleep(delay)
+        try:
+            connection.ping()
+        except redis.RedisError:
+            event(logger, "Redis is unreachable; waiting to reconnect", logging.WARNING, retry_in_s=delay)
+            continue
+        event(logger, "Redis is reachable again; restarting the worker")
+        return True
+    return False
 
 
 if __name__ == "__main__":
