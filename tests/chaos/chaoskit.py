@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
 
 import psutil
 import pytest
@@ -15,25 +11,14 @@ import requests
 from orgtools import create_record, renditions_of, upload_file
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from stacktools import callout, wait_for  # noqa: F401 - the chaos tests import them from here
 from tests_support_images import photo_jpeg
 
-from services.devorg.callouts import apex_callout
 from services.devstack import LocalStack
 from services.queueing import SERIALIZER
 
 QUEUE = "resize-image"
 VARIANTS = ["large", "medium", "thumb"]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: LocalStack | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    logs = stack.logs()[-8000:] if stack is not None else ""
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{logs}")
 
 
 def seed_photos(stack: LocalStack, count: int, *, sobject: str = "Contact", size: tuple[int, int] = (900, 600)
@@ -47,18 +32,6 @@ def seed_photos(stack: LocalStack, count: int, *, sobject: str = "Contact", size
         record = create_record(org, sobject, **fields)
         out.append((record, upload_file(org, record, photo, f"chaos-{i}.jpg")))
     return out
-
-
-def callout(stack: LocalStack, content_version_id: str, idempotency_key: str | None = None,
-            timeout_s: float = 10.0) -> tuple[int, str | None]:
-    """(HTTP status or 0 for a connection failure, job id if answered 2xx)."""
-    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
-                          {"contentVersionId": content_version_id, "sentAt": sent_at},
-                          secret=stack.callout_secret, idempotency_key=idempotency_key, timeout_s=timeout_s)
-    if 200 <= result.status < 300:
-        return result.status, str(json.loads(result.body)["jobId"])
-    return result.status, None
 
 
 def job_status(conn: redis.Redis, job_id: str) -> str | None:

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 import requests
 from orgtools import create_record, renditions_of, upload_file
+from stacktools import wait_for
 from tests_support_images import photo_jpeg
 
 from services.devorg.callouts import apex_callout
 from services.devstack import LocalStack
 from services.signing import sign
-from services.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,13 +23,6 @@ pytestmark = pytest.mark.integration
 def stack(redis_url: str, redis_conn) -> Iterator[LocalStack]:
     with LocalStack(redis_url=redis_url, workers=1) as running:
         yield running
-
-
-def wait_for(predicate, timeout: float, what: str, stack: LocalStack):  # noqa: ANN001, ANN201
-    try:
-        return wait_until(predicate, timeout, what, interval=0.2)
-    except WaitTimeout as exc:
-        pytest.fail(f"{exc}\n{stack.logs()[-6000:]}")
 
 
 def test_a_signed_callout_is_resized_by_a_worker_process(stack: LocalStack) -> None:

@@ -12,20 +12,17 @@ A slow org (the emulator holds ``GET .../VersionData``) keeps a job in flight wh
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
 from orgtools import create_record, renditions_of, upload_file
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from stacktools import submit, wait_for
 from tests_support_images import photo_jpeg
 
-from services.devorg.callouts import apex_callout
 from services.devorg.faults import FaultRule
 from services.devstack import LocalStack
 from services.procfile import stop
@@ -36,24 +33,6 @@ pytestmark = pytest.mark.integration
 DOWNLOAD = "re:/sobjects/ContentVersion/[^/]+/VersionData$"
 HEROKU_GRACE_S = 30.0
 FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: LocalStack) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{stack.logs()[-8000:]}")
-
-
-def submit(stack: LocalStack, content_version_id: str) -> str:
-    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
-                          {"contentVersionId": content_version_id, "sentAt": sent_at}, secret=stack.callout_secret)
-    assert result.status == 202, result.body
-    return str(json.loads(result.body)["jobId"])
 
 
 @pytest.fixture

@@ -21,13 +21,9 @@ recovery path, through the ``StartedJobRegistry`` heartbeat expiry; that is exer
 
 from __future__ import annotations
 
-import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 import psutil
 import pytest
@@ -35,9 +31,9 @@ import redis
 from orgtools import create_record, renditions_of, upload_file
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from stacktools import submit, wait_for
 from tests_support_images import photo_jpeg
 
-from services.devorg.callouts import apex_callout
 from services.devorg.faults import FaultRule
 from services.devstack import COMPLETION_EVENT, LocalStack
 from services.procfile import stop
@@ -75,16 +71,6 @@ STEPS = [
 ]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: LocalStack) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{stack.logs()[-8000:]}")
-
-
 def horse_talking_to(worker_pid: int, port: int) -> psutil.Process | None:
     """The worker's child with a TCP connection to the org: the work horse (the scheduler never calls it)."""
     try:
@@ -98,14 +84,6 @@ def horse_talking_to(worker_pid: int, port: int) -> psutil.Process | None:
         except psutil.NoSuchProcess:
             continue
     return None
-
-
-def submit(stack: LocalStack, content_version_id: str) -> str:
-    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
-                          {"contentVersionId": content_version_id, "sentAt": sent_at}, secret=stack.callout_secret)
-    assert result.status == 202, result.body
-    return str(json.loads(result.body)["jobId"])
 
 
 @pytest.fixture
