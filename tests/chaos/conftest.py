@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.devstack import LocalStack
 from services.embedded_redis import free_port
 
 
@@ -87,3 +88,14 @@ def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
         yield server
     finally:
         server.stop()
+
+
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "5", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+"""Retries start after ~1 s instead of 15 s, so outages and kills recover within a test's time."""
+
+
+@pytest.fixture
+def chaos_stack(own_redis: RestartableRedis) -> Iterator[LocalStack]:
+    """Org + gunicorn + two workers on this test's own restartable Redis, with fast retries."""
+    with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as running:
+        yield running

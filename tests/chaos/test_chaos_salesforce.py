@@ -3,8 +3,6 @@ duplicate and out-of-order Outbound Messages, and a slow org that makes calls ti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 from chaoskit import assert_exactly_once, assert_nothing_stuck, callout, seed_photos, wait_all_ended, wait_for
@@ -15,19 +13,12 @@ from services.devstack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "5", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 
 
-@pytest.fixture
-def stack(own_redis) -> Iterator[LocalStack]:  # noqa: ANN001
-    with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as running:
-        yield running
-
-
-def test_error_bursts_and_expired_tokens(stack: LocalStack, own_redis) -> None:  # noqa: ANN001
+def test_error_bursts_and_expired_tokens(chaos_stack: LocalStack, own_redis) -> None:  # noqa: ANN001
     conn = redis.Redis.from_url(own_redis.url)
-    sources = [cv for _, cv in seed_photos(stack, 10)]
-    faults = stack.org.state.faults
+    sources = [cv for _, cv in seed_photos(chaos_stack, 10)]
+    faults = chaos_stack.org.state.faults
     # At most one failure per job's first attempt (9 faults, 10 jobs), so each job needs <= 1 retry.
     faults.add(FaultRule(pattern="*/query*", error="SERVER_UNAVAILABLE", count=3))
     faults.add(FaultRule(pattern="*/VersionData", error="REQUEST_LIMIT_EXCEEDED", count=3))
@@ -35,35 +26,35 @@ def test_error_bursts_and_expired_tokens(stack: LocalStack, own_redis) -> None: 
     job_ids = []
     for i, cv in enumerate(sources):
         if i == 5:
-            stack.org.state.tokens.expire_all()  # every session dies mid-run: one re-auth, no failure
-        status, job_id = callout(stack, cv)
+            chaos_stack.org.state.tokens.expire_all()  # every session dies mid-run: one re-auth, no failure
+        status, job_id = callout(chaos_stack, cv)
         assert status == 202 and job_id
         job_ids.append(job_id)
-    wait_all_ended(conn, job_ids, 120, stack)
-    assert_exactly_once(stack, sources)
+    wait_all_ended(conn, job_ids, 120, chaos_stack)
+    assert_exactly_once(chaos_stack, sources)
     assert_nothing_stuck(conn, job_ids)
     assert not faults.rules(), "some injected faults never fired"
 
 
-def test_duplicate_and_out_of_order_outbound_messages(stack: LocalStack, own_redis) -> None:  # noqa: ANN001
+def test_duplicate_and_out_of_order_outbound_messages(chaos_stack: LocalStack, own_redis) -> None:  # noqa: ANN001
     conn = redis.Redis.from_url(own_redis.url)
-    org, sender = stack.org, stack.org.state.outbound
-    accounts = seed_photos(stack, 6, sobject="Account")
-    wait_for(lambda: all(d["status"] == "delivered" for d in sender.deliveries()), 30, "creation messages", stack)
+    org, sender = chaos_stack.org, chaos_stack.org.state.outbound
+    accounts = seed_photos(chaos_stack, 6, sobject="Account")
+    wait_for(lambda: all(d["status"] == "delivered" for d in sender.deliveries()), 30, "creation messages", chaos_stack)
     before = len(sender.deliveries())
     for account, _ in accounts[:3]:
         org.state.update(account, {"Name": f"{account} v2"})
     sender.send_now("Offload_Resize_Photos", [org.state.get_record(a)[1] for a, _ in accounts[3:]])
     sender.inject(duplicate=4, out_of_order=True)
-    wait_for(lambda: all(d["status"] == "delivered" for d in sender.deliveries()), 60, "the messages", stack)
+    wait_for(lambda: all(d["status"] == "delivered" for d in sender.deliveries()), 60, "the messages", chaos_stack)
     deliveries = sender.deliveries()
     assert any(a["duplicate"] for d in deliveries[before:] for a in d["attempts"]), "no duplicate was sent"
     notifications = {n for d in deliveries for n in d["notification_ids"]}
     registry = FinishedJobRegistry("resize-image", connection=conn)
-    wait_for(lambda: len(registry.get_job_ids()) == len(notifications), 60, "one job per notification", stack)
+    wait_for(lambda: len(registry.get_job_ids()) == len(notifications), 60, "one job per notification", chaos_stack)
     job_ids = registry.get_job_ids()
-    wait_all_ended(conn, job_ids, 60, stack)
-    assert_exactly_once(stack, [cv for _, cv in accounts])
+    wait_all_ended(conn, job_ids, 60, chaos_stack)
+    assert_exactly_once(chaos_stack, [cv for _, cv in accounts])
     assert_nothing_stuck(conn, job_ids)
     assert len(job_ids) == len(notifications)  # duplicates were answered with the original job
 

@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -30,20 +29,14 @@ FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 UPLOAD = "*/sobjects/ContentVersion"
 
 
-@pytest.fixture
-def stack2(own_redis) -> Iterator[LocalStack]:  # noqa: ANN001
-    with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as running:
-        yield running
-
-
-def test_three_random_horse_kills_over_twenty_jobs(stack2: LocalStack, own_redis) -> None:  # noqa: ANN001
+def test_three_random_horse_kills_over_twenty_jobs(chaos_stack: LocalStack, own_redis) -> None:  # noqa: ANN001
     conn = redis.Redis.from_url(own_redis.url)
-    sources = [cv for _, cv in seed_photos(stack2, 20)]
+    sources = [cv for _, cv in seed_photos(chaos_stack, 20)]
     # A slightly slow org (every upload takes 0.2 s more) so that jobs overlap the kills.
-    stack2.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.2))
+    chaos_stack.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.2))
     job_ids = []
     for cv in sources:
-        status, job_id = callout(stack2, cv)
+        status, job_id = callout(chaos_stack, cv)
         assert status == 202 and job_id
         job_ids.append(job_id)
 
@@ -52,16 +45,16 @@ def test_three_random_horse_kills_over_twenty_jobs(stack2: LocalStack, own_redis
     deadline = time.monotonic() + 60
     while kills < 3 and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.2, 1.5))
-        horses = busy_horses(stack2)
+        horses = busy_horses(chaos_stack)
         if horses:
             rng.choice(horses).send_signal(signal.SIGKILL)
             kills += 1
     assert kills == 3, "the jobs ended before three horses could be killed"
 
-    wait_all_ended(conn, job_ids, 120, stack2)
-    assert_exactly_once(stack2, sources)
+    wait_all_ended(conn, job_ids, 120, chaos_stack)
+    assert_exactly_once(chaos_stack, sources)
     assert_nothing_stuck(conn, job_ids)
-    assert stack2.logs().count("Work-horse terminated unexpectedly") == 3
+    assert chaos_stack.logs().count("Work-horse terminated unexpectedly") == 3
 
 
 def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis) -> None:  # noqa: ANN001

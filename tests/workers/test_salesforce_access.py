@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from keys import jwt_keypair
 
 from services.devorg.faults import FaultRule
 from services.errors import SalesforcePermanentError, SalesforceTransientError
 from services.salesforce import TimeoutSession, session_host_allowed
 from services.settings import Settings
 from services.sftokens import SharedToken, fetch_token, jwt_audience
-
-
-def _keypair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "offload-worker")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _session(org) -> TimeoutSession:  # noqa: ANN001
@@ -40,7 +23,8 @@ def test_client_credentials_login(org, worker_settings: Settings) -> None:
 
 
 def test_jwt_bearer_login_with_the_apps_certificate(org, worker_settings: Settings) -> None:
-    key_pem, cert_pem = _keypair()
+    key_pem, cert_pem = jwt_keypair("offload-worker")
+    key_pem = key_pem.decode()
     org.state.config.jwt_cert_pem = cert_pem
     settings = worker_settings.replace(salesforce_client_secret="", salesforce_username=org.username,
                                        salesforce_private_key=key_pem.replace("\n", "\\n"))
