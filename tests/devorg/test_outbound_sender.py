@@ -622,3 +622,12 @@ def test_https_listener_gets_the_session_id_and_tls_is_verified(senders, tmp_pat
         assert "SSL" in untrusted.deliveries()[0]["failure_reason"]
     finally:
         tls.close()
+
+
+def test_a_reply_with_a_doctype_is_a_failed_delivery_and_is_never_expanded():
+    """The sender parses listener replies as untrusted XML: a DOCTYPE is refused unread, not expanded."""
+    reply = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+             + (FIXTURES / "ack.xml").read_bytes().split(b"?>", 1)[1])
+    outcome = parse_ack(200, reply)
+    assert not outcome.delivered and "DOCTYPE is disallowed" in outcome.error
+    assert "root:" not in outcome.error

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from services import soapxml
 from services.errors import InvalidRequest, PayloadTooLarge
 from services.receiver import soap
 from services.receiver.soap import (
@@ -291,10 +292,10 @@ def hostile(path: Path, port: int) -> dict[str, str]:
 def test_dtds_are_rejected_before_parsing(canary, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     path, port, _ = canary
 
-    def no_parser() -> None:
+    def no_parser(encoding: str | None) -> None:
         raise AssertionError("libxml2 must not see a DTD")
 
-    monkeypatch.setattr(soap, "_parser", no_parser)
+    monkeypatch.setattr(soapxml, "_parser", no_parser)
     for name, xml in hostile(path, port).items():
         err = rejected(("\ufeff" if name == "xxe-http" else "").encode() + xml.encode(), "DOCTYPE")
         assert "CANARY" not in err.message and "root:" not in err.message, name
@@ -304,7 +305,7 @@ def test_dtds_are_rejected_before_parsing(canary, monkeypatch: pytest.MonkeyPatc
 def test_parser_itself_never_reads_files_or_network(canary, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """Defence in depth: with the byte scan switched off, the hardened parser still expands and fetches nothing."""
     path, port, _ = canary
-    monkeypatch.setattr(soap, "_DTD_MARKERS", ())
+    monkeypatch.setattr(soapxml, "_DTD_MARKERS", ())
     for name, xml in hostile(path, port).items():
         err = rejected(xml.encode())
         assert "CANARY" not in err.message and "root:" not in err.message and "lollol" not in err.message, name
@@ -330,7 +331,7 @@ def test_other_encodings_cannot_smuggle_a_doctype(body: bytes) -> None:
 
 
 def test_oversized_body_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(soap, "_parser", lambda: pytest.fail("parsed an oversized body"))
+    monkeypatch.setattr(soapxml, "_parser", lambda encoding: pytest.fail("parsed an oversized body"))
     with pytest.raises(PayloadTooLarge, match="1000001 bytes"):
         parse_outbound_message(b"<" * 1_000_001)
     with pytest.raises(PayloadTooLarge):
