@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,7 @@ from orgtools import create_record, upload_file  # noqa: E402
 from rq.registry import FinishedJobRegistry  # noqa: E402
 from tests_support_images import photo_jpeg  # noqa: E402
 
+from services.clock import utc_iso  # noqa: E402
 from services.devorg.callouts import apex_callout  # noqa: E402
 from services.devstack import LocalStack  # noqa: E402
 from services.embedded_redis import free_port  # noqa: E402
@@ -107,7 +107,7 @@ def main() -> int:
                 sender.send_now("Offload_Resize_Photos", records)
 
             def one(cv: str) -> float:
-                sent = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                sent = utc_iso()
                 r = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
                                  {"contentVersionId": cv, "sentAt": sent}, secret=stack.callout_secret)
                 assert r.status == 202, r.body

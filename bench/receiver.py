@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis  # noqa: E402
 from _load import LoadResult, closed_loop, one_request, open_loop, percentile, request_bytes  # noqa: E402
 
+from services.clock import utc_iso  # noqa: E402
 from services.procfile import process_env, procfile_commands, spawn, stop  # noqa: E402
 from services.sfids import checksum  # noqa: E402
 from services.signing import sign  # noqa: E402
@@ -92,7 +93,7 @@ def sf_id(prefix: str, n: int) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso()
 
 
 def callout_body() -> bytes:

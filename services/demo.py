@@ -16,11 +16,11 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
+from services.clock import utc_iso
 from services.waiting import WaitTimeout, wait_until
 
 T = TypeVar("T")
@@ -144,7 +144,7 @@ def _run(stack: Any, steps: Steps, timeout: float, megapixels: int, apex_callout
         lambda d: f"HTTP {d['attempts'][-1]['http_status']}, Ack true after {len(d['attempts'])} attempt(s), "
                   f"{d['attempts'][-1]['duration_ms']:.0f} ms",
     )
-    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    sent_at = utc_iso()
     callout = steps.run(
         "Signed callout (Apex, X-Offload-Signature) for 7 Ridge Road -> /callouts/resize-image",
         lambda: apex_callout(f"{stack.receiver_url}/callouts/resize-image",

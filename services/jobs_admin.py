@@ -40,6 +40,7 @@ from rq.registry import (
 from rq.results import Result
 
 from services import errors, logs
+from services.clock import utc_iso
 from services.errors import JobNotFound, OffloadError
 from services.queueing import SERIALIZER, fetch_job
 from services.receiver.jobview import describe_job
@@ -262,7 +263,7 @@ def summary(job: Job) -> dict[str, Any]:
         "status": described["status"],
         "process": described["process"],
         "recordId": described["recordId"],
-        "at": moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None,
+        "at": utc_iso(moment) if moment else None,
         "errorCode": error_code(job),
     }
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from services.clock import utc_iso
 from services.devorg.callouts import apex_callout
 from services.devstack import LocalStack
 from services.waiting import WaitTimeout, wait_until
@@ -27,7 +27,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, stack: Loc
 def callout(stack: LocalStack, content_version_id: str, idempotency_key: str | None = None,
             timeout_s: float = 10.0) -> tuple[int, str | None]:
     """A signed resize-image callout: (HTTP status, or 0 for a connection failure; job id if answered 2xx)."""
-    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    sent_at = utc_iso()
     result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
                           {"contentVersionId": content_version_id, "sentAt": sent_at},
                           secret=stack.callout_secret, idempotency_key=idempotency_key, timeout_s=timeout_s)

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.clock import utc_iso
 from services.sfids import checksum, to_18
 
 from .outbound_envelope import (
@@ -318,7 +319,7 @@ class OutboundSender:
     def _iso(self, at: float) -> str:
         """Org time: the wall clock at start plus *scaled* elapsed time, so 24 h of retries read as 24 h."""
         moment = dt.datetime.fromtimestamp(self._wall0 + (at - self._clock0) * self._scale, dt.UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return utc_iso(moment, timespec="milliseconds")
 
     def _loop(self) -> None:
         while True:

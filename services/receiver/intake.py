@@ -14,12 +14,12 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import g, request
 from marshmallow import Schema
 
+from services.clock import utc_iso
 from services.loopguard import own_output_key
 from services.queueing import Delivery, admit
 from services.receiver.runtime import Runtime
@@ -85,7 +85,7 @@ def plan(
         "orgId": org_id,
         "deliveryKey": key,
         "requestId": g.get("request_id"),
-        "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "receivedAt": utc_iso(timespec="milliseconds"),
         **(extra or {}),
     }
     delivery = Delivery(

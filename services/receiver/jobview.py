@@ -7,9 +7,11 @@ from typing import Any
 
 from rq.job import Job
 
+from services.clock import utc_iso
+
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+    return utc_iso(moment, timespec="milliseconds") if moment else None
 
 
 def describe_job(job: Job) -> dict[str, Any]:

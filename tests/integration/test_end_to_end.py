@@ -4,7 +4,6 @@ the org emulator over HTTPS, a real Outbound Message and a real signed callout."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -12,6 +11,7 @@ from orgtools import create_record, renditions_of, upload_file
 from stacktools import wait_for
 from tests_support_images import photo_jpeg
 
+from services.clock import utc_iso
 from services.devorg.callouts import apex_callout
 from services.devstack import LocalStack
 from services.signing import sign
@@ -29,7 +29,7 @@ def test_a_signed_callout_is_resized_by_a_worker_process(stack: LocalStack) -> N
     org = stack.org
     account = create_record(org, "Account", Name="1 Quay Street")
     source = upload_file(org, account, photo_jpeg(2400, 1600), "quay.jpg")
-    sent_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    sent_at = utc_iso()
     result = apex_callout(f"{stack.receiver_url}/callouts/resize-image",
                           {"contentVersionId": source, "sentAt": sent_at}, secret=stack.callout_secret)
     assert result.status == 202, result.body

@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from services.clock import utc_iso
 from services.signing import sign
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "salesforce"
 
 
 def now_iso(offset_s: float = 0) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC) + timedelta(seconds=offset_s))
 
 
 def signed_post(client: Any, path: str, payload: Any, secret: str, headers: dict[str, str] | None = None) -> Any:

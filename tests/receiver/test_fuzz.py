@@ -29,6 +29,7 @@ from helpers import fixture_bytes
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from services.clock import utc_iso
 from services.errors import OffloadError
 from services.queueing import Delivery
 from services.receiver.soap import parse_outbound_message
@@ -78,7 +79,7 @@ def valid_ids(draw: st.DrawFn, prefix: str) -> str:
 
 
 def iso(offset: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC) + timedelta(seconds=offset))
 
 
 json_leaves = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(
