@@ -39,13 +39,12 @@ from rq.registry import (
 )
 from rq.results import Result
 
-from services import errors, logs
+from services import errors
 from services.clock import utc_iso
 from services.errors import JobNotFound, OffloadError
 from services.queueing import SERIALIZER, fetch_job
 from services.receiver.jobview import describe_job
-
-REDACTED = "[redacted]"
+from services.redaction import REDACTED, looks_secret, redact, redact_text  # noqa: F401 - part of this API
 
 REGISTRIES: dict[str, type[BaseRegistry]] = {
     "started": StartedJobRegistry,
@@ -68,47 +67,6 @@ class JobNotRequeueable(OffloadError):
 
     status_code = 409
     code = "JOB_NOT_FAILED"
-
-
-# --- secrets -------------------------------------------------------------------------------
-
-_SECRET_KEY = r"[\w\-]*(?:" + "|".join(re.escape(m) for m in logs._SECRET_MARKERS) + r")[\w\-]*"
-_SECRET_IN_TEXT = re.compile(
-    rf"""(?P<key>{_SECRET_KEY})(?P<kq>['"]?)(?P<sep>\s*[:=]\s*)"""
-    rf"""(?:(?P<q>['"])(?P<quoted>.*?)(?<!\\)(?P=q)|(?P<bare>[^\s,;&}}\]'"]+))""",
-    re.IGNORECASE,
-)
-
-
-def looks_secret(key: str) -> bool:
-    """True for keys the log formatter redacts too (``sessionRef``, ``client_secret``, ``token``...)."""
-    return logs._is_secret(key)
-
-
-def redact_text(text: str) -> str:
-    """Hide ``key: value`` / ``key=value`` pairs with a secret-looking key inside free text.
-
-    Covers what a job turns into as text: Python reprs of the envelope in call strings
-    (``{'sessionRef': '...'}``), JSON strings (the dashboard's ``metadata``) and query strings
-    in exception messages.
-    """
-
-    def hide(match: re.Match[str]) -> str:
-        q = match.group("q") or ""
-        return f"{match.group('key')}{match.group('kq')}{match.group('sep')}{q}{REDACTED}{q}"
-
-    return _SECRET_IN_TEXT.sub(hide, text)
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with every secret-looking key's value (at any depth) replaced."""
-    if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and looks_secret(k) else redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
 
 
 # --- reading jobs -------------------------------------------------------------------------

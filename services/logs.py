@@ -6,8 +6,9 @@ through the receiver, Redis and a worker: ``request_id``, ``job_id``,
 with :func:`log_context` (a ``contextvars`` scope, so concurrent requests
 don't mix) and added to every line logged inside it.
 
-Secrets never reach a log line: values of keys that look like secrets are
-replaced by ``[redacted]`` whatever the caller passes.
+Secrets never reach a log line: values of keys that look like secrets, and
+``key=value`` pairs with such keys inside messages, are replaced by
+``[redacted]`` (:mod:`services.redaction`) whatever the caller passes.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from services.redaction import REDACTED, looks_secret, redact_text
+
 CONTEXT_KEYS = ("request_id", "job_id", "process", "org_id", "record_id", "attempt")
-_SECRET_MARKERS = ("secret", "token", "password", "session", "authorization", "private_key", "signature")
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("offload_log_context", default=None)
 
@@ -48,11 +50,6 @@ def current_context() -> dict[str, Any]:
     return dict(_context.get() or {})
 
 
-def _is_secret(key: str) -> bool:
-    lowered = key.lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS)
-
-
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -66,7 +63,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         fields.update(extra)
     if record.exc_info and record.exc_info[0] is not None:
         fields["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-    return {k: ("[redacted]" if _is_secret(k) else v) for k, v in fields.items()}
+    return {k: (REDACTED if looks_secret(k) else redact_text(v) if isinstance(v, str) else v)
+            for k, v in fields.items()}
 
 
 def _logfmt_value(value: Any) -> str:

@@ -122,3 +122,11 @@ def test_a_job_run_logs_its_ids_and_never_its_session_reference(
         assert fields["attempt"] == "1" and fields["request_id"] == "req-1"
     assert job_lines[1]["code"] == "UNTRUSTED_INSTANCE"
     assert not any(SESSION_REF in line for line in output)
+
+
+def test_a_secret_inside_a_message_or_value_is_redacted(lines) -> None:  # noqa: ANN001
+    """Keys are not the only way in: an error text quoting a token is hidden too."""
+    event(logger, "login failed for access_token=00D5g!AQ8secret", error="GET /x?session_id=abc123&y=1")
+    line = lines()[-1]
+    assert "AQ8secret" not in line and "abc123" not in line
+    assert "access_token=[redacted]" in line and "y=1" in line
