@@ -23,14 +23,15 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from services.errors import SalesforcePermanentError, SalesforceTransientError
-from services.sftokens import Token
+from services.sessions import load_session
+from services.sftokens import SharedToken, Token
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +265,6 @@ def latest_usage(connection: Any) -> ApiUsage | None:
 
 def session_host_allowed(instance_url: str, login_url: str) -> bool:
     """Only Salesforce's own hosts (and the configured login host) may receive a session id."""
-    from urllib.parse import urlparse
-
     parsed = urlparse(instance_url)
     host = (parsed.hostname or "").lower()
     if parsed.scheme != "https" or not host:
@@ -281,11 +280,6 @@ def client_for_job(ctx: Any) -> SalesforceClient:
         SalesforceTransientError: the org is near its daily API limit (the job retries later).
         SalesforcePermanentError: no usable credentials.
     """
-    from urllib.parse import urlparse
-
-    from services.sessions import load_session
-    from services.sftokens import SharedToken
-
     settings = ctx.settings
     usage = latest_usage(ctx.connection)
     if usage is not None and usage.fraction >= API_USAGE_CEILING:
@@ -296,12 +290,13 @@ def client_for_job(ctx: Any) -> SalesforceClient:
     if settings.salesforce_auth_mode is not None:
         source: Callable[[bool], Token] = SharedToken(settings, ctx.connection, session)
     else:
-        source = _session_source(ctx, load_session, urlparse)
+        source = _session_source(ctx)
     return SalesforceClient(source, api_version=settings.salesforce_api_version, session=session,
                             on_usage=lambda u: record_usage(ctx.connection, u))
 
 
-def _session_source(ctx: Any, load_session: Any, urlparse: Any) -> Callable[[bool], Token]:
+def _session_source(ctx: Any) -> Callable[[bool], Token]:
+    """The Outbound Message's session, only towards a Salesforce host; it cannot be renewed."""
     settings = ctx.settings
     ref, instance_url = ctx.envelope.get("sessionRef"), ctx.envelope.get("instanceUrl", "")
     if not ref:
