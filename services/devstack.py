@@ -83,11 +83,13 @@ class LocalStack:
         redis_url: Use this Redis; None starts an embedded one.
         workers: Worker processes to start.
         env: Extra environment for web and workers.
+        worker_args: Appended to the Procfile ``worker`` command (e.g. ``("--fork-per-job",)``).
     """
 
     redis_url: str | None = None
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ()
     web_concurrency: int = 2
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="offload-stack-")))
     callout_secret: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -128,15 +130,15 @@ class LocalStack:
             raise
         return self
 
-    def _spawn(self, name: str, log_name: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, log_name: str, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 - closed with the stack
         self._exit.callback(log.close)
-        return spawn(name, {**self.process_env, **(extra or {})}, stdout=log, stderr=subprocess.STDOUT)
+        return spawn(name, self.process_env, args, stdout=log, stderr=subprocess.STDOUT)
 
     def add_worker(self, index: int | None = None) -> subprocess.Popen[bytes]:
         """Start one more worker process (Procfile ``worker``)."""
         index = len(self._workers) if index is None else index
-        worker = self._spawn("worker", f"worker-{index}.log")
+        worker = self._spawn("worker", f"worker-{index}.log", self.worker_args)
         self._workers.append(worker)
         return worker
 

@@ -8,10 +8,11 @@ start``, ``offload dev``, the demo and the integration tests all start
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from honcho.environ import parse_procfile
@@ -37,9 +38,15 @@ def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def spawn(name: str, overrides: Mapping[str, str], **popen_kwargs: object) -> subprocess.Popen[bytes]:
-    """Start one Procfile process (through ``sh -c`` so ``$PORT`` expands, as on Heroku)."""
-    command = procfile_commands()[name]
+def spawn(
+    name: str, overrides: Mapping[str, str], args: Sequence[str] = (), **popen_kwargs: object
+) -> subprocess.Popen[bytes]:
+    """Start one Procfile process (through ``sh -c`` so ``$PORT`` expands, as on Heroku).
+
+    ``args`` are appended to the Procfile command, as an operator would edit the line (for example
+    ``--fork-per-job`` for the worker).
+    """
+    command = " ".join([procfile_commands()[name], *map(shlex.quote, args)])
     return subprocess.Popen(  # noqa: S603 - the command comes from our own Procfile
         ["/bin/sh", "-c", f"exec {command}"],
         cwd=ROOT,
