@@ -217,6 +217,12 @@ class Settings:
         "OFFLOAD_JOB_RETRIES", "5", "Retries of a transient failure (backoff 15 s doubling, jittered).",
         _positive_int,
     )
+    worker_max_jobs: int = setting(
+        "OFFLOAD_WORKER_MAX_JOBS",
+        "200",
+        "Jobs a work process runs before a fresh one replaces it (returns memory Pillow leaves fragmented).",
+        _positive_int,
+    )
     retry_base_seconds: float = setting(
         "OFFLOAD_RETRY_BASE_SECONDS",
         "15",

@@ -4,9 +4,16 @@ Heroku restarts every dyno at least daily and on each deploy: it sends
 SIGTERM, waits 30 seconds, then SIGKILL. On SIGTERM the worker stops taking
 jobs and the job in hand finishes, or, if it is still running near the
 deadline, fails with ``ShutDownImminentException`` and its retry puts it back
-on the queue (see :mod:`workers.worker` for the two worker classes: a fork per
-job by default, or ``--in-process``). Jobs are idempotent, so a retried job whose
-first run got halfway through leaves no duplicates (see ``workers/resize_job.py``).
+on the queue. Jobs are idempotent, so a retried job whose first run got halfway
+through leaves no duplicates (see ``workers/resize_job.py``).
+
+Three ways to run jobs (``workers/worker.py``, ``workers/supervisor.py``):
+
+* default: a supervised **work process** runs jobs one after another and is
+  replaced when it crashes or after ``OFFLOAD_WORKER_MAX_JOBS`` jobs;
+* ``--fork-per-job``: rq's ``HerokuWorker``, a fresh fork for every job (the most
+  isolation, ~15 % slower on photos);
+* ``--in-process``: the work process alone, unsupervised (for debugging).
 
 The worker is started here rather than with ``rq worker --url``, because the
 CLI passes the URL straight to ``Redis.from_url`` and cannot turn off
@@ -22,12 +29,14 @@ import sys
 import time
 
 import redis
+from rq.worker import BaseWorker
 
 from services.errors import ConfigError
 from services.logs import configure_logging, event
 from services.queueing import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
 from workers import PROCESSES
+from workers.supervisor import EXIT_GAVE_UP, EXIT_RETIRED, Supervisor
 from workers.worker import ForkingWorker, InProcessWorker, recovery_options
 
 logger = logging.getLogger("workers")
@@ -37,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
     parser.add_argument("queues", nargs="*", help="queues to listen on (default: every process)")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run jobs in this process instead of a fork per job: ~20%% faster on photos, "
-                             "no crash isolation")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--fork-per-job", action="store_true",
+                      help="rq's HerokuWorker: a fresh fork for every job (~15%% slower on photos)")
+    mode.add_argument("--in-process", action="store_true",
+                      help="run jobs in this process, unsupervised: a crash ends it (for debugging)")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -55,21 +66,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"offload worker: no process queue named {', '.join(unknown)}", file=sys.stderr)
         return 2
     for process in PROCESSES.values():
-        # Import every handler (Pillow, simple-salesforce) once, before forking: each job runs
-        # in a fresh fork of this process, which would otherwise import them again per job.
+        # Import every handler (Pillow, simple-salesforce) once, before any fork: work processes
+        # and work horses are forks of this process and share those pages.
         process.load_handler()
-    worker_class = InProcessWorker if args.in_process else ForkingWorker
+
+    def work(worker_class: type[BaseWorker], name: str | None = None, max_jobs: int | None = None) -> int:
+        return run_worker(worker_class, connection, names, burst=args.burst, log_level=settings.log_level,
+                          name=name, max_jobs=max_jobs)
+
+    if args.fork_per_job:
+        return work(ForkingWorker)
+    if args.in_process:
+        return work(InProcessWorker)
+    supervisor = Supervisor(lambda name: work(InProcessWorker, name, settings.worker_max_jobs), connection, names)
+    return supervisor.run()
+
+
+def run_worker(  # noqa: PLR0913 - each is one of the worker's settings
+    worker_class: type[BaseWorker], connection: redis.Redis, names: list[str], *, burst: bool, log_level: str,
+    name: str | None = None, max_jobs: int | None = None,
+) -> int:
+    """Run rq's work loop, starting it again whenever Redis went away and came back.
+
+    Returns 0 when done (burst, or a shutdown was requested), ``EXIT_RETIRED`` after ``max_jobs`` jobs,
+    ``EXIT_GAVE_UP`` when Redis stayed unreachable.
+    """
     while True:
         worker = worker_class(
-            [make_queue(name, connection) for name in names], connection=connection, serializer=SERIALIZER,
-            **recovery_options(),
+            [make_queue(queue, connection) for queue in names], connection=connection, serializer=SERIALIZER,
+            name=name, **recovery_options(),
         )
         event(logger, "worker starting", queues=",".join(names), worker_class=worker_class.__name__)
         try:
-            worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level.upper())
+            worker.work(burst=burst, with_scheduler=True, logging_level=log_level.upper(), max_jobs=max_jobs)
         except redis.ConnectionError:
             pass  # Redis unreachable while starting or stopping: wait for it below
-        if args.burst or worker._shutdown_requested_date is not None:  # noqa: SLF001 - set by rq on SIGTERM
+        if worker._shutdown_requested_date is not None:  # noqa: SLF001 - set by rq on SIGTERM
+            return 0
+        if max_jobs is not None and getattr(worker, "executed_jobs", 0) >= max_jobs:
+            return EXIT_RETIRED
+        if burst:
             return 0
         # rq's work loop quits on an error it cannot handle, such as Redis going away. Exiting
         # would make Heroku restart the dyno, and repeated crashes put it into a cool-off of up
@@ -78,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if not _wait_for_redis(connection):
             print("offload worker: Redis stayed unreachable; giving up (check REDIS_URL and the add-on)",
                   file=sys.stderr)
-            return 1
+            return EXIT_GAVE_UP
 
 
 RECONNECT_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)

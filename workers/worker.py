@@ -5,18 +5,20 @@ sending SIGTERM to all its processes, then SIGKILL 30 seconds later (Heroku Dev
 Center, "Dynos and the Dyno Manager: Graceful shutdown with SIGTERM"). The job in
 hand must then finish or go back to the queue.
 
-* :class:`ForkingWorker` (the default, ``python -m workers``) is rq's ``HerokuWorker``:
+* :class:`ForkingWorker` (``python -m workers --fork-per-job``) is rq's ``HerokuWorker``:
   each job runs in a forked work horse that ignores SIGTERM and gets
   ``ShutDownImminentException`` 6 s later, so a job still running fails *with its
   retries* and goes back to the queue. A crash in an image library takes down only
   the horse, and the worker records it at once.
-* :class:`InProcessWorker` (``python -m workers --in-process``) runs jobs in the
-  worker process itself, keeping the same contract with a timer: on SIGTERM it
-  stops taking jobs and the job in hand has ``imminent_shutdown_delay`` seconds
-  before ``ShutDownImminentException`` is raised in it. It skips the fork, which
-  costs a 24 MP photo job about 20 % (a fresh process faults in ~100 MB of new
-  pages per image that a long-lived one reuses; ``bench/rq_overhead.py``), at the
-  price of crash isolation.
+* :class:`InProcessWorker` (the default, run by the supervisor in
+  ``workers/supervisor.py``; alone with ``--in-process``) runs jobs in the worker
+  process itself, keeping the same contract with a timer: on SIGTERM it stops
+  taking jobs and the job in hand has ``imminent_shutdown_delay`` seconds before
+  ``ShutDownImminentException`` is raised in it. It skips the fork, which costs a
+  24 MP photo job about 15 % (a fresh process faults in ~100 MB of new pages per
+  image that a long-lived one reuses; ``bench/rq_overhead.py``). The supervisor
+  gives back the crash isolation: it replaces a work process that died and
+  retries its job at once.
 
 **Recovery.** When a whole worker dies (kill -9, an out-of-memory kill, a dyno
 crash), rq notices its job only when the job's heartbeat expires, and looks only
@@ -133,8 +135,11 @@ class ForkingWorker(_Recovery, HerokuWorker):
 class InProcessWorker(_Recovery, SimpleWorker):
     """Runs each job in this process, with Heroku's SIGTERM window and heartbeats from a thread."""
 
-    imminent_shutdown_delay = 20
-    """Seconds a job may still run after SIGTERM; Heroku's SIGKILL comes at 30."""
+    imminent_shutdown_delay = HerokuWorker.imminent_shutdown_delay
+    """Seconds a job may still run after SIGTERM (rq's 6 s for Heroku, whose SIGKILL comes at 30)."""
+
+    executed_jobs = 0
+    """Jobs this worker has run (to retire it after ``OFFLOAD_WORKER_MAX_JOBS``)."""
 
     _imminent_signal = signal.SIGRTMIN
 
@@ -152,6 +157,7 @@ class InProcessWorker(_Recovery, SimpleWorker):
                 except Exception:  # noqa: BLE001 - a missed beat must never break the job
                     self.log.warning("Worker %s: heartbeat for job %s failed", self.name, job.id)
 
+        self.executed_jobs += 1
         self.prepare_execution(job)
         heart = threading.Thread(target=beat, name="rq-heartbeat", daemon=True)
         heart.start()

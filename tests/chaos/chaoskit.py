@@ -75,7 +75,10 @@ def assert_nothing_stuck(conn: redis.Redis, job_ids: list[str]) -> None:
 
 
 def busy_horses(stack: LocalStack) -> list[psutil.Process]:
-    """Work horses running a job right now: children of worker processes that talk to the org."""
+    """Processes running a job right now: descendants of worker processes that talk to the org.
+
+    The supervisor's work process or, with ``--fork-per-job``, rq's work horse (the rq scheduler never
+    calls the org)."""
     port = int(stack.org.base_url.rsplit(":", 1)[1])
     found = []
     for worker in stack.worker_processes:

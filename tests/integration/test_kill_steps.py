@@ -1,21 +1,26 @@
-"""Exactly-once under kill -9: the work horse of a real worker process dies at each step of a resize job.
+"""Exactly-once under kill -9: the process running a resize job dies at each step of the job.
 
 Issue: "Prove exactly-once by killing a real worker process at each step". Nothing of our code is
 mocked. The org emulator holds one chosen request (``FaultRule(delay=..., error=...)``): while it is
-held the job is provably at that step, the horse is killed with SIGKILL, and the held request is
-then answered with a 503 to a dead client, so Salesforce never commits it and the org's state at the
-kill is exact (N renditions after the N-th upload). Then the real recovery path runs:
+held the job is provably at that step, the process running the job is killed with SIGKILL, and the
+held request is then answered with a 503 to a dead client, so Salesforce never commits it and the
+org's state at the kill is exact (N renditions after the N-th upload). Then the real recovery path
+runs, for both ways of running jobs (``workers/__main__.py``):
 
-    rq's worker (the horse's parent) sees ``waitpid`` report signal 9 -> ``handle_job_failure`` ->
-    the job's ``Retry`` schedules it (``ScheduledJobRegistry``, backoff from the receiver) ->
-    the old worker is stopped the way Heroku stops a dyno (SIGTERM, its scheduler releases its lock) ->
-    a new worker process (Procfile ``worker``) starts, its scheduler enqueues the retry, it runs.
+* **supervised** (the Procfile default): the supervisor sees its work process die, hands the job to
+  rq's abandoned-job handling (``recover_abandoned_job``: the job's ``Retry`` schedules it), stops the
+  dead process's orphaned scheduler and starts a new work process, whose scheduler enqueues the
+  retry and runs it. No restart of the dyno is needed.
+* **fork-per-job** (``--fork-per-job``, rq's ``HerokuWorker``): rq's worker (the horse's parent) sees
+  ``waitpid`` report signal 9 -> ``handle_job_failure`` -> the job's ``Retry`` schedules it; the old
+  worker is stopped the way Heroku stops a dyno (SIGTERM, its scheduler releases its lock) and a new
+  worker process starts, whose scheduler enqueues the retry and runs it.
 
 The retry asks Salesforce which variants exist and writes only the missing ones: the source ends
 with exactly one rendition per variant and the job finishes, with one retry used.
 
-Killing the *whole* worker (horse, parent and scheduler at once: a dyno crash) takes rq's other
-recovery path, through the ``StartedJobRegistry`` heartbeat expiry; that is exercised in
+Killing the *whole* worker (supervisor, work process and scheduler at once: a dyno crash) takes rq's
+other recovery path, through the ``StartedJobRegistry`` heartbeat expiry; that is exercised in
 ``tests/chaos/test_chaos_worker_kills.py``.
 """
 
@@ -45,7 +50,10 @@ VARIANTS = {"large", "medium", "thumb"}
 UPLOAD = "*/sobjects/ContentVersion"
 EVENT = f"*/sobjects/{COMPLETION_EVENT}"
 HOLD_S = 6.0
-"""How long the emulator holds the chosen request: ample time to find and kill the horse."""
+"""How long the emulator holds the chosen request: ample time to find and kill the process running the job."""
+
+MODES = {"supervised": (), "fork-per-job": ("--fork-per-job",)}
+"""Ways to run jobs -> arguments appended to the Procfile ``worker`` line."""
 
 # Shorter retries once services/settings.py has OFFLOAD_RETRY_BASE_SECONDS (proposed); ignored before.
 FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
@@ -71,8 +79,12 @@ STEPS = [
 ]
 
 
-def horse_talking_to(worker_pid: int, port: int) -> psutil.Process | None:
-    """The worker's child with a TCP connection to the org: the work horse (the scheduler never calls it)."""
+def job_process_talking_to(worker_pid: int, port: int) -> psutil.Process | None:
+    """The worker's descendant with a TCP connection to the org: the one running the job.
+
+    That is the work process under the supervisor, or the horse of a fork-per-job worker; the rq
+    scheduler never calls the org.
+    """
     try:
         children = psutil.Process(worker_pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -86,14 +98,14 @@ def horse_talking_to(worker_pid: int, port: int) -> psutil.Process | None:
     return None
 
 
-@pytest.fixture
-def stack(redis_url: str, redis_conn: redis.Redis) -> Iterator[LocalStack]:
-    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV) as running:
+@pytest.fixture(params=list(MODES))
+def stack(request: pytest.FixtureRequest, redis_url: str, redis_conn: redis.Redis) -> Iterator[LocalStack]:
+    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV, worker_args=MODES[request.param]) as running:
         yield running
 
 
 @pytest.mark.parametrize("step", STEPS, ids=[s.name for s in STEPS])
-def test_kill_9_of_the_work_horse_leaves_exactly_one_rendition_per_variant(
+def test_kill_9_of_the_process_running_the_job_leaves_exactly_one_rendition_per_variant(
     step: Step, stack: LocalStack, redis_conn: redis.Redis
 ) -> None:
     org = stack.org
@@ -109,9 +121,9 @@ def test_kill_9_of_the_work_horse_leaves_exactly_one_rendition_per_variant(
     job_id = submit(stack, source)
     wait_for(lambda: held.fired, 30, f"the job to reach {step.name}", stack)
     [worker] = stack.worker_processes
-    horse = wait_for(lambda: horse_talking_to(worker.pid, org_port), 5, "the work horse", stack)
-    horse.send_signal(signal.SIGKILL)
-    horse.wait(timeout=10)
+    victim = wait_for(lambda: job_process_talking_to(worker.pid, org_port), 5, "the process running the job", stack)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
 
     # The org's state at the kill is exact: the held request is answered (503) to a dead client.
     assert len(renditions_of(org, source)) == step.renditions_at_kill
@@ -120,9 +132,13 @@ def test_kill_9_of_the_work_horse_leaves_exactly_one_rendition_per_variant(
              "rq to schedule the retry of the killed job", stack)
     assert job.get_status() != JobStatus.FINISHED
 
-    # Heroku restarts the dyno: SIGTERM to the old worker, then a new worker process.
-    assert stop(worker) == 0
-    stack.add_worker()
+    if stack.worker_args:
+        # A fork-per-job worker's scheduler is what enqueues the retry; restart it the way Heroku
+        # restarts a dyno: SIGTERM to the old worker (its scheduler releases its lock), then a new one.
+        assert stop(worker) == 0
+        stack.add_worker()
+    else:
+        assert worker.poll() is None, "the supervisor must outlive its work process"
     wait_for(lambda: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60,
              "the retried job to end", stack)
 

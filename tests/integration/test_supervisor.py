@@ -1,0 +1,99 @@
+"""The supervisor that ``python -m workers`` runs by default (``workers/supervisor.py``), with real processes.
+
+A crash of the work process must not wait for a dyno restart nor for the job's heartbeat to lapse:
+the supervisor retries the job at once, stops the dead process's orphaned rq scheduler, and starts a
+new work process that finishes the job. A work process retires after ``OFFLOAD_WORKER_MAX_JOBS`` jobs
+and a fresh one takes over, with nothing lost in between.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+import redis
+from orgtools import create_record, renditions_of, upload_file
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+from stacktools import submit, wait_for
+from tests_support_images import photo_jpeg
+
+from services.devorg.faults import FaultRule
+from services.devstack import LocalStack
+from services.queueing import SERIALIZER
+from workers.worker import HEARTBEAT_TTL
+
+pytestmark = pytest.mark.integration
+
+DOWNLOAD = "re:/sobjects/ContentVersion/[^/]+/VersionData$"
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+VARIANTS = ["large", "medium", "thumb"]
+
+
+def test_a_killed_work_process_is_replaced_and_its_job_retried_at_once(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV) as stack:
+        org = stack.org
+        contact = create_record(org, "Contact", LastName="Supervised")
+        source = upload_file(org, contact, photo_jpeg(1000, 750, seed=21), "supervised.jpg")
+        held = org.state.faults.add(FaultRule(pattern=DOWNLOAD, method="GET", delay=6.0,
+                                              error="SERVER_UNAVAILABLE", count=1))
+        job_id = submit(stack, source)
+        wait_for(lambda: held.fired, 30, "the job to be downloading", stack)
+        job = Job.fetch(job_id, connection=redis_conn, serializer=SERIALIZER)
+        dead_name = job.worker_name
+        [worker] = stack.worker_processes
+        supervisor = psutil.Process(worker.pid)
+        [work_process] = supervisor.children()
+        left_behind = work_process.children()  # its rq scheduler
+        assert left_behind, "the work process should run rq's scheduler"
+
+        killed_at = time.monotonic()
+        work_process.send_signal(signal.SIGKILL)
+
+        def retry_spent() -> bool:  # rq's retry decrements retries_left (3 -> 2) when it reschedules the job
+            job.refresh()
+            return job.retries_left == 2
+
+        wait_for(retry_spent, HEARTBEAT_TTL * 2, "the killed job to be retried", stack)
+        assert time.monotonic() - killed_at < HEARTBEAT_TTL / 2, "recovery waited for the heartbeat to lapse"
+
+        wait_for(lambda: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60, "the retry to end", stack)
+        assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+        job.refresh()
+        assert job.retries_left == 2  # the kill cost exactly one retry
+        assert job.worker_name != dead_name
+        assert sorted(r["Offload_Variant__c"] for r in renditions_of(org, source)) == VARIANTS
+
+        assert worker.poll() is None, "the supervisor must outlive its work process"
+        assert not any(p.is_running() for p in left_behind), "the dead work process's scheduler was orphaned"
+        assert dead_name not in {w.name for w in Worker.all(connection=redis_conn)}
+        log = stack.log("worker-0.log")
+        assert "work process died while running a job" in log and "signal 9" in log and job_id in log
+
+
+def test_a_work_process_retires_after_its_share_of_jobs_and_a_fresh_one_takes_over(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    with LocalStack(redis_url=redis_url, workers=1, env={"OFFLOAD_WORKER_MAX_JOBS": "1"}) as stack:
+        org = stack.org
+        contact = create_record(org, "Contact", LastName="Retiring")
+        sources = [upload_file(org, contact, photo_jpeg(800, 600, seed=seed), f"retire-{seed}.jpg")
+                   for seed in (31, 32, 33)]
+        jobs = [Job.fetch(submit(stack, source), connection=redis_conn, serializer=SERIALIZER)
+                for source in sources]
+        for job in jobs:
+            wait_for(lambda job=job: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60,
+                     "every job to end", stack)
+            assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+            job.refresh()
+            assert job.retries_left == 5, "retiring must not cost a job a retry (OFFLOAD_JOB_RETRIES=5)"
+        assert len({job.worker_name for job in jobs}) == 3, "each work process should have run one job"
+        for source in sources:
+            assert sorted(r["Offload_Variant__c"] for r in renditions_of(org, source)) == VARIANTS
+        [worker] = stack.worker_processes
+        assert worker.poll() is None
+        assert stack.log("worker-0.log").count("work process retired") >= 2

@@ -1,0 +1,249 @@
+"""``python -m workers``' default: one long-lived work process, watched and replaced by its parent.
+
+rq's forking worker isolates every job in a fresh ``fork()``. On a photo job that isolation costs
+~15 % of the job's time (``bench/rq_overhead.py``): the new process faults in every page of the ~100 MB
+that decoding and resizing allocate, where a long-lived process reuses them, and rq adds ~20 ms of
+bookkeeping per fork. The supervisor keeps the isolation where it matters and pays for the fork once
+per *work process*, not once per job:
+
+* the **work process** is an :class:`~workers.worker.InProcessWorker` forked from this one (which has
+  imported Pillow and every handler already), and runs jobs one after another;
+* when it **crashes** (a segfault in an image library, an out-of-memory kill, ``kill -9``), the
+  supervisor hands the job it held to rq's own abandoned-job handling at once (a retry while the job
+  has retries left, else the ``FailedJobRegistry`` with ``AbandonedJobError``), instead of waiting for
+  the job's heartbeat to lapse, and starts a new work process, backing off when crashes repeat;
+* after ``OFFLOAD_WORKER_MAX_JOBS`` jobs the work process **retires** and a fresh one takes over, so
+  memory a long-lived Pillow process fragments is given back (gunicorn's ``max_requests`` idea);
+* on **SIGTERM** (Heroku stops a dyno by sending it to every process, then SIGKILL 30 s later) the
+  supervisor passes the signal on, stops replacing, and exits with the work process. The work process
+  keeps rq's Heroku contract: the job in hand finishes, or fails with its retries after
+  ``imminent_shutdown_delay`` seconds.
+
+The work process's rq scheduler is its own child. So that a crash cannot orphan it (holding the
+scheduler lock), the supervisor makes itself the *child subreaper* (Linux ``prctl``): orphans come to
+it, and it stops them with SIGTERM, on which rq's scheduler releases its lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from types import FrameType
+
+import redis
+from rq.registry import StartedJobRegistry
+from rq.worker import Worker
+
+from services.logs import event
+from services.queueing import SERIALIZER
+
+__all__ = ["EXIT_GAVE_UP", "EXIT_RETIRED", "Supervisor", "recover_abandoned_job"]
+
+logger = logging.getLogger("workers.supervisor")
+
+EXIT_RETIRED = 75
+"""A work process's exit status after running its share of jobs: replace it at once."""
+
+EXIT_GAVE_UP = 3
+"""A work process's exit status when it gave up (Redis unreachable for minutes): the supervisor gives up too."""
+
+CRASH_BACKOFF_S = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pause before replacing a work process that crashed, by how many crashed in a row (each within a minute)."""
+
+STABLE_AFTER_S = 60.0
+"""A work process that lived this long before crashing resets the back-off."""
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class Supervisor:
+    """Run ``work(name)`` in a forked work process, again and again, until told to stop.
+
+    ``work`` runs in the child and returns its exit status (0: done, :data:`EXIT_RETIRED`: replace me,
+    :data:`EXIT_GAVE_UP` or 2: stop everything). Anything else, or death by a signal, is a crash.
+    """
+
+    def __init__(self, work: Callable[[str], int], connection: redis.Redis, queue_names: Iterable[str]) -> None:
+        self._work = work
+        self._connection = connection
+        self._queue_names = tuple(queue_names)
+        self._child: int | None = None
+        self._stopping = False
+
+    def run(self) -> int:
+        """Supervise until the work process ends for good; return the status to exit with."""
+        _become_subreaper()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._forward_and_stop)
+        crashes = 0
+        while True:
+            name = uuid.uuid4().hex
+            started = time.monotonic()
+            self._child = self._spawn(name)
+            status = _wait(self._child)
+            self._child = None
+            self._reap_orphans()
+            code = os.waitstatus_to_exitcode(status)
+            if code == EXIT_RETIRED and not self._stopping:
+                event(logger, "work process retired after its share of jobs; starting a fresh one", worker=name)
+                crashes = 0
+                continue
+            if code in (0, EXIT_RETIRED, EXIT_GAVE_UP, 2):
+                return 0 if code == EXIT_RETIRED else code
+            self._report_crash(name, code)
+            if self._stopping:
+                return 1
+            crashes = 1 if time.monotonic() - started > STABLE_AFTER_S else crashes + 1
+            self._pause(CRASH_BACKOFF_S[min(crashes, len(CRASH_BACKOFF_S)) - 1])
+            if self._stopping:
+                return 0  # asked to stop while waiting to replace it: nothing is in flight
+
+    def _report_crash(self, name: str, code: int) -> None:
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        try:
+            job_id = recover_abandoned_job(self._connection, name, self._queue_names)
+        except redis.RedisError as exc:  # the next worker's maintenance recovers it once Redis is back
+            event(logger, "work process died; Redis unreachable, its job is left to rq's maintenance",
+                  logging.ERROR, worker=name, cause=how, error=str(exc))
+            return
+        if job_id is None:
+            event(logger, "work process died between jobs", logging.ERROR, worker=name, cause=how)
+        else:
+            event(logger, "work process died while running a job; the job goes to rq's retry handling",
+                  logging.ERROR, worker=name, cause=how, job_id=job_id)
+
+    def _spawn(self, name: str) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        # The work process: default signal dispositions (rq installs its own), then work, then exit
+        # without running the supervisor's atexit handlers or flushing its buffers twice.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+        code = 1
+        try:
+            code = self._work(name)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - report anything, then die with a crash status
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _forward_and_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Stop replacing work processes; make sure the current one got the signal too.
+
+        Heroku signals every process itself; a signal sent only to this process (``kill <pid>``) must
+        still reach the work process. rq ignores a second SIGTERM within a second of the first.
+        """
+        self._stopping = True
+        if self._child is not None:
+            try:
+                os.kill(self._child, signum)
+            except ProcessLookupError:
+                pass
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, deadline - time.monotonic()))
+
+    def _reap_orphans(self) -> None:
+        """Stop what the dead work process left behind (its rq scheduler): SIGTERM, then SIGKILL."""
+        orphans = _children(os.getpid())
+        for pid in orphans:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while orphans and time.monotonic() < deadline:
+            orphans = [pid for pid in orphans if not _reaped(pid)]
+            if orphans:
+                time.sleep(0.05)
+        for pid in orphans:
+            _signal(pid, signal.SIGKILL)
+            _wait(pid)
+
+
+def recover_abandoned_job(connection: redis.Redis, worker_name: str, queue_names: Iterable[str]) -> str | None:
+    """Fail the job a dead work process held through rq's abandoned-job path; return its id.
+
+    rq does this itself, but only once the job's heartbeat has lapsed and a worker runs maintenance;
+    marking the execution expired now and running the same cleanup gets the retry scheduled at once.
+    The dead worker's registration is removed as well.
+    """
+    key = Worker.redis_worker_namespace_prefix + worker_name
+    job_id = connection.hget(key, "current_job")
+    dead = Worker.find_by_key(key, connection=connection, serializer=SERIALIZER)
+    if dead is not None:
+        dead.register_death()
+    if job_id is None:
+        return None
+    job_id = job_id.decode()
+    for queue_name in queue_names:
+        registry = StartedJobRegistry(queue_name, connection=connection, serializer=SERIALIZER)
+        members = [m for m in connection.zrange(registry.key, 0, -1) if m.decode().split(":", 1)[0] == job_id]
+        if members:
+            connection.zadd(registry.key, dict.fromkeys(members, 0), xx=True)
+            registry.cleanup()
+    return job_id
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0
+        except InterruptedError:  # pragma: no cover - PEP 475 retries waitpid itself
+            continue
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (orphans land here once we are the subreaper); Linux only."""
+    if not os.path.isdir("/proc"):
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+def _become_subreaper() -> None:
+    """Ask Linux to re-parent our descendants' orphans to us (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        event(logger, "could not become child subreaper; a crashed work process may leave its scheduler behind",
+              logging.WARNING, errno=ctypes.get_errno())
