@@ -1,11 +1,14 @@
 """SIGTERM mid-job, the way Heroku stops a dyno (deploy, daily restart, scaling down): nothing is lost.
 
-Heroku sends SIGTERM to every process of the dyno, then SIGKILL 30 s later. ``python -m workers``
-runs rq's ``HerokuWorker``: the work horse ignores SIGTERM; the worker forwards SIGRTMIN to it, and
-6 s later (``imminent_shutdown_delay``) the horse gets ``ShutDownImminentException``, so a job still
-running fails *with its retries* and goes back through the ``ScheduledJobRegistry`` instead of
-vanishing. The scheduler child releases its lock on SIGTERM, so the next worker's scheduler can
-enqueue the retry at once. ``services.procfile.stop`` signals the whole process group, like Heroku.
+Heroku sends SIGTERM to every process of the dyno, then SIGKILL 30 s later. Both ways of running
+jobs keep the same contract, and both are tested: by default ``python -m workers`` supervises a
+work process that stops taking jobs on SIGTERM and raises ``ShutDownImminentException`` in a job
+still running 6 s later (``InProcessWorker.imminent_shutdown_delay``); with ``--fork-per-job``
+rq's ``HerokuWorker`` horse ignores SIGTERM, the worker forwards SIGRTMIN to it, and 6 s later the
+horse gets the same exception. Either way a job still running fails *with its retries* and goes
+back through the ``ScheduledJobRegistry`` instead of vanishing. The scheduler child releases its
+lock on SIGTERM, so the next worker's scheduler can enqueue the retry at once.
+``services.procfile.stop`` signals the whole process group, like Heroku.
 
 A slow org (the emulator holds ``GET .../VersionData``) keeps a job in flight when SIGTERM arrives.
 """
@@ -35,9 +38,13 @@ HEROKU_GRACE_S = 30.0
 FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 
 
-@pytest.fixture
-def stack(redis_url: str, redis_conn: redis.Redis) -> Iterator[LocalStack]:
-    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV) as running:
+MODES = {"supervised": (), "fork-per-job": ("--fork-per-job",)}
+"""Ways to run jobs -> arguments appended to the Procfile ``worker`` line."""
+
+
+@pytest.fixture(params=list(MODES))
+def stack(request: pytest.FixtureRequest, redis_url: str, redis_conn: redis.Redis) -> Iterator[LocalStack]:
+    with LocalStack(redis_url=redis_url, workers=1, env=FAST_RETRY_ENV, worker_args=MODES[request.param]) as running:
         yield running
 
 
