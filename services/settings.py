@@ -219,7 +219,7 @@ class Settings:
     )
     worker_max_jobs: int = setting(
         "OFFLOAD_WORKER_MAX_JOBS",
-        "200",
+        "1000",
         "Jobs a work process runs before a fresh one replaces it (returns memory Pillow leaves fragmented).",
         _positive_int,
     )

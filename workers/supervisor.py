@@ -13,7 +13,9 @@ per *work process*, not once per job:
   has retries left, else the ``FailedJobRegistry`` with ``AbandonedJobError``), instead of waiting for
   the job's heartbeat to lapse, and starts a new work process, backing off when crashes repeat;
 * after ``OFFLOAD_WORKER_MAX_JOBS`` jobs the work process **retires** and a fresh one takes over, so
-  memory a long-lived Pillow process fragments is given back (gunicorn's ``max_requests`` idea);
+  memory a long-lived Pillow process fragments is given back (gunicorn's ``max_requests`` idea). A
+  retirement costs about a second (mostly rq's scheduler finishing its 1 s sleep before it stops), so
+  the default of 1000 jobs keeps it near 1 ms per job;
 * on **SIGTERM** (Heroku stops a dyno by sending it to every process, then SIGKILL 30 s later) the
   supervisor passes the signal on, stops replacing, and exits with the work process. The work process
   keeps rq's Heroku contract: the job in hand finishes, or fails with its retries after
