@@ -10,9 +10,13 @@ Why it is shaped like this (numbers in docs/benchmarks.md, section "Images"):
   header is capped before any decode. Every Pillow failure becomes ``ImageRejected``.
 * **Decode less.** JPEGs are decoded by libjpeg at the smallest 1/2^k DCT scale that is still at least
   as large as the largest rendition (``Image.draft``); a 24 MP photo is decoded as 6 MP.
+* **Never hold a big image twice.** Plain 8-bit PNGs are decoded in bands straight into the resize
+  (:mod:`workers.imaging_png`): the full-size bitmap never exists. The first resize runs in bands of
+  output rows (:mod:`workers.imaging_resize`), so Pillow's full-height intermediate never exists either.
 * **Touch big images once.** The largest rendition is resized straight from the decoded image in its
   stored orientation; orientation, colour conversion (ICC -> sRGB) and alpha flattening run on that
-  result, and each smaller rendition is resized from the previous one.
+  result, and each smaller rendition is resized from the previous one. The step left after the DCT
+  scaling or box reduce is BICUBIC from 1.5x up, LANCZOS below (``residual_kernel``).
 * **Strip everything.** Renditions carry no EXIF (GPS!), XMP or ICC: pixels are sRGB, upright.
 """
 
@@ -37,6 +41,8 @@ from workers.imaging_ops import (
     orientation,
     to_srgb,
 )
+from workers.imaging_png import resize_png
+from workers.imaging_resize import banded_resize, residual_kernel
 
 __all__ = [
     "DEFAULT_VARIANTS_SPEC",
@@ -193,37 +199,29 @@ def render_variants(
     try:
         im = open_image(fp, max_pixels)
         with im:
-            return _render(im, variants, max_pixels, sha256, nbytes)
+            return _render(im, fp, variants, max_pixels, sha256, nbytes)
     finally:
         if own:
             fp.close()
 
 
 def _render(
-    im: Image.Image, variants: Sequence[Variant], max_pixels: int, sha256: str, nbytes: int
+    im: Image.Image, fp: BinaryIO, variants: Sequence[Variant], max_pixels: int, sha256: str, nbytes: int
 ) -> tuple[SourceInfo, list[Rendition]]:
     width, height = im.size
     order = sorted(range(len(variants)), key=lambda i: -variants[i].long_edge)
     first = _fit(width, height, variants[order[0]].long_edge)
-    if im.format in ("JPEG", "MPO") and first != (width, height):
-        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= ``first`` (never below it).
-        im.draft(im.mode, first)
-    guarded(max_pixels, "decoded", im.load)
-    orient = orientation(im, loaded=True)
+    current, loaded = _decode_first(im, fp, first, max_pixels)
+    # After the decode, since a PNG's eXIf may follow its pixels (the band decoder reads those chunks
+    # too, but leaves ``im`` unloaded: then ``getexif()`` must not be allowed to trigger a full load).
+    orient = orientation(im, loaded=loaded)
     info = _source_info(im, (width, height), orient, sha256, nbytes)
     icc = im.info.get("icc_profile")
+    if current is not im:  # free the decoded source before encoding: it is most of the peak RSS
+        im.close()
 
     with pillow_errors(max_pixels, "resized"):
-        # Largest rendition straight from the decoded pixels, still in stored orientation (so the
-        # transpose and the ICC transform run on 1600 px, not on the 6000 px source).
-        work = normalise_mode(im)
-        current = _resize(work, first, FIRST_REDUCING_GAP)
-        if current is not work:  # free the decoded source before encoding: it is most of the peak RSS
-            if work is not im:
-                work.close()
-            im.close()
         current = apply_orientation(to_srgb(current, icc), orient)
-
         results: dict[int, Rendition] = {}
         for i in order:
             variant = variants[i]
@@ -240,6 +238,40 @@ def _render(
                 variant.name, current.width, current.height, len(data),
             )  # fmt: skip
     return info, [results[i] for i in range(len(variants))]
+
+
+def _decode_first(im: Image.Image, fp: BinaryIO, first: tuple[int, int], max_pixels: int) -> tuple[Image.Image, bool]:
+    """Decode ``im`` and resize it to the largest rendition's size, in stored orientation.
+
+    Large images never exist at full size here: plain PNGs are decoded in bands straight into the
+    resize (:mod:`workers.imaging_png`), JPEGs at a reduced DCT scale, and the resize is done in bands of
+    output rows (:func:`~workers.imaging_resize.banded_resize`), so Pillow's full-height intermediate
+    never exists either. Returns the image (``im`` itself when no resize is needed) and whether ``im``
+    was loaded (if not, ``im.getexif()`` would decode it all: see :func:`orientation`).
+    """
+    if im.format == "PNG" and first != im.size:
+        with pillow_errors(max_pixels, "decoded"):
+            banded = resize_png(im, fp, first, FIRST_REDUCING_GAP)
+        if banded is not None:
+            return banded, False
+    if im.format in ("JPEG", "MPO") and first != im.size:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= ``first`` (never below it).
+        im.draft(im.mode, first)
+    guarded(max_pixels, "decoded", im.load)
+    with pillow_errors(max_pixels, "resized"):
+        work = normalise_mode(im)
+        if work.size == first:
+            return work, True
+        fx = int(work.width / first[0] / FIRST_REDUCING_GAP) or 1
+        fy = int(work.height / first[1] / FIRST_REDUCING_GAP) or 1
+        kernel = residual_kernel(max(work.width / fx / first[0], work.height / fy / first[1]))
+        if fx > 1 or fy > 1 or work.mode in ("RGBA", "LA", "P", "1"):
+            current = work.resize(first, kernel, reducing_gap=FIRST_REDUCING_GAP)
+        else:
+            current = banded_resize(work, first, resample=kernel)
+        if work is not im:
+            work.close()
+        return current, True
 
 
 def _resize(im: Image.Image, size: tuple[int, int], reducing_gap: float) -> Image.Image:

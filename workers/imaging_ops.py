@@ -32,14 +32,14 @@ MIME = {"jpeg": ("image/jpeg", "jpg"), "webp": ("image/webp", "webp"), "png": ("
 def orientation(im: Image.Image, *, loaded: bool) -> int:
     """EXIF orientation (1..8) without forcing a decode.
 
-    ``Image.getexif()`` on a PNG loads the whole image when the eXIf chunk is missing from the header, so
-    before ``load()`` we only look at what the header parsing already put in ``info`` (JPEG, WebP,
-    HEIF, early PNG eXIf) or in the TIFF IFD. Anything unparsable counts as 1 (as displayed).
+    ``PngImageFile.getexif()`` loads the whole image when there is no eXIf chunk in ``info`` yet, so for
+    a PNG that is not loaded we call the base ``Image.getexif``, which reads only ``info``: what the
+    header parsing put there, plus what the band decoder read after the pixels (eXIf, XMP or
+    ImageMagick's raw profile in text chunks). Anything unparsable counts as 1 (as displayed).
     """
-    if im.format == "PNG" and not loaded and "exif" not in im.info:
-        return 1
+    getexif = functools.partial(Image.Image.getexif, im) if im.format == "PNG" and not loaded else im.getexif
     try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
+        value = getexif().get(_ORIENTATION_TAG, 1)
     except Exception:  # a malformed EXIF block must not cost the whole rendition
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
