@@ -19,7 +19,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from services.redaction import REDACTED, looks_secret, redact_text
@@ -29,15 +28,30 @@ CONTEXT_KEYS = ("request_id", "job_id", "process", "org_id", "record_id", "attem
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("offload_log_context", default=None)
 
 
-@contextlib.contextmanager
-def log_context(**values: Any) -> Iterator[None]:
+class _Bound:
+    """The ``with`` block of :func:`log_context`: a plain context manager, not a generator.
+
+    ``contextlib.contextmanager`` builds a generator and a wrapper per use; the receiver opens one or
+    two of these per request, so the cheaper form matters there.
+    """
+
+    __slots__ = ("_token", "_values")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self._token: contextvars.Token[dict[str, Any] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**(_context.get() or {}), **self._values})
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _context.reset(self._token)
+
+
+def log_context(**values: Any) -> contextlib.AbstractContextManager[None]:
     """Bind ids (``job_id=...``, ``record_id=...``) to every log line inside the ``with`` block."""
-    merged = {**(_context.get() or {}), **{k: v for k, v in values.items() if v is not None}}
-    token = _context.set(merged)
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    return _Bound({k: v for k, v in values.items() if v is not None})
 
 
 def bind(**values: Any) -> None:
