@@ -21,6 +21,7 @@ from typing import Any
 from flask import Request
 
 from services.errors import CallerRejected, WrongOrg
+from services.receiver.intake import header
 from services.settings import Settings
 from services.sfids import is_valid_id, to_18
 from services.signing import SIGNATURE_HEADER, signature_matches
@@ -37,8 +38,8 @@ def authenticate_callout(request: Request, body: bytes, settings: Settings) -> s
     Raises:
         CallerRejected: with code MISSING_CREDENTIALS, SIGNATURE_MISMATCH or API_KEY_MISMATCH.
     """
-    signature = request.headers.get(SIGNATURE_HEADER)
-    authorization = request.headers.get("Authorization", "")
+    signature = header(request, SIGNATURE_HEADER)
+    authorization = header(request, "Authorization") or ""
     if signature is not None:
         if not settings.callout_secrets:
             raise CallerRejected(

@@ -16,8 +16,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, request
+from flask import Request
 from marshmallow import Schema
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.clock import utc_iso
 from services.loopguard import own_output_key
@@ -71,8 +72,12 @@ def plan(
     sobject: str | None = None,
     fields: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> Planned:
-    """Decide what to do with one validated payload (no Redis writes here)."""
+    """Decide what to do with one validated payload (no Redis writes here).
+
+    ``request_id``: the router's ``X-Request-Id`` (:func:`request_id`), carried into the job.
+    """
     record_id = payload.get("contentVersionId") or payload.get("recordId")
     reason = process.skip_reason(sobject, fields if fields is not None else payload)
     if reason:
@@ -84,7 +89,7 @@ def plan(
         "source": source,
         "orgId": org_id,
         "deliveryKey": key,
-        "requestId": g.get("request_id"),
+        "requestId": request_id,
         "receivedAt": utc_iso(timespec="milliseconds"),
         **(extra or {}),
     }
@@ -128,6 +133,35 @@ def submit(runtime: Runtime, planned: list[Planned]) -> list[Outcome]:
     return outcomes
 
 
-def request_id() -> str | None:
+def request_id(req: Request) -> str | None:
     """Heroku's router sets X-Request-Id; carry it into the job for log correlation."""
-    return request.headers.get("X-Request-Id")
+    return header(req, "X-Request-Id")
+
+
+@functools.cache
+def _environ_key(name: str) -> str:
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+def header(req: Request, name: str) -> str | None:
+    """``req.headers.get(name)`` for any header but Content-Type/-Length, read straight from the WSGI environ.
+
+    The same lookup werkzeug's ``EnvironHeaders`` makes, without folding the name on every call.
+    """
+    return req.environ.get(_environ_key(name))
+
+
+def read_body(req: Request) -> bytes:
+    """The raw body, refused with 413 before reading when ``Content-Length`` is over the app's cap.
+
+    With a ``Content-Length`` within the cap this reads exactly that many bytes from the server's input
+    stream, which is what werkzeug's ``get_data`` ends up doing through a size-limited wrapper stream and
+    a read-until-empty loop (two more reads of gunicorn's body). Without one (chunked uploads), or without
+    a cap, werkzeug's own reader and its limit apply.
+    """
+    length, limit = req.content_length, req.max_content_length
+    if length is None or limit is None:
+        return req.get_data(cache=False)
+    if length > limit:
+        raise RequestEntityTooLarge()
+    return req.environ["wsgi.input"].read(length)  # type: ignore[no-any-return]

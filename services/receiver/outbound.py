@@ -64,8 +64,8 @@ def _http_error(exc: HTTPException) -> Response:
 def receive(name: str) -> Response:
     """Parse, check the org, enqueue every notification in one transaction, then ACK."""
     runtime = get_runtime()
-    g.request_id = intake.request_id()
-    with log_context(process=name, request_id=g.request_id):
+    g.request_id = request_id = intake.request_id(request)
+    with log_context(process=name, request_id=request_id):
         process = PROCESSES.get(name)
         if process is None:
             raise UnknownProcess(f"No process named {name!r}; check the Outbound Message's Endpoint URL.")
@@ -73,10 +73,10 @@ def receive(name: str) -> Response:
             raise UnsupportedMediaType(
                 f"Outbound Messages are SOAP 1.1 (Content-Type text/xml), got {request.content_type or 'none'}."
             )
-        message = parse_outbound_message(request.get_data(cache=False), max_bytes=runtime.settings.max_body_bytes)
+        message = parse_outbound_message(intake.read_body(request), max_bytes=runtime.settings.max_body_bytes)
         org_id = check_org(message.organization_id, runtime.settings)
         with log_context(org_id=org_id):
-            outcomes = intake.submit(runtime, _plan_all(runtime, process, message, org_id))
+            outcomes = intake.submit(runtime, _plan_all(runtime, process, message, org_id, request_id))
             if logger.isEnabledFor(logging.INFO):
                 for outcome in outcomes:
                     with log_context(record_id=outcome.record_id, job_id=outcome.job_id):
@@ -88,7 +88,8 @@ def receive(name: str) -> Response:
     return _soap(ack_response(True), 200)
 
 
-def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_id: str) -> list[intake.Planned]:
+def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_id: str,
+              request_id: str | None) -> list[intake.Planned]:
     extra = _session_extra(runtime, message)
     schema = intake.schema_for(process.schema)
     planned = []
@@ -104,7 +105,7 @@ def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_
             runtime, process, payload, source="outbound",
             dedupe_key=f"om:{org_id}:{to_18(notification.id)}",
             org_id=org_id, sobject=notification.sobject_type, fields=dict(notification.fields),
-            extra={**extra, "notificationId": notification.id},
+            extra={**extra, "notificationId": notification.id}, request_id=request_id,
         ))
     return planned
 

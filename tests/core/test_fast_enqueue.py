@@ -170,3 +170,56 @@ def test_a_wrong_type_key_fails_loudly_and_keeps_earlier_jobs_consistent(redis_c
         admit(redis_conn, [good, bad], dedupe_ttl=90000)
     for key in redis_conn.keys("offload:ledger:*"):
         assert redis_conn.exists(f"rq:job:{redis_conn.get(key).decode()}")
+
+
+def test_the_hand_packed_command_is_what_redis_py_sends(redis_conn: redis.Redis) -> None:
+    """services.queueing packs the script call itself; the bytes must equal redis-py's own packing."""
+    from services.queueing import _pack
+
+    conn = redis_conn.connection_pool.make_connection()
+    for args in (("EVALSHA", "0" * 40, 2, "k1", "k2", 86400, b"\x00\xffzlib", "ünïcode ✓"), ("SCRIPT", "LOAD", "")):
+        assert _pack(*args) == b"".join(conn.pack_command(*args)), args
+
+
+def test_the_enqueue_stamp_is_rq_s_format() -> None:
+    from datetime import UTC, datetime
+
+    from services.queueing import _TIMESTAMP_FORMAT, _rq_timestamp
+
+    for moment in (datetime.now(UTC), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                   datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)):
+        assert _rq_timestamp(moment) == moment.strftime(_TIMESTAMP_FORMAT)
+
+
+def test_the_script_connection_is_reused_and_dropped_after_an_error(redis_conn: redis.Redis,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """One kept-aside connection per client and process; a failed exchange never leaves it for the next request."""
+    from services import queueing
+
+    enqueue_deliveries(redis_conn, [_delivery("c1")], dedupe_ttl=90000)
+    [kept] = queueing._script_connections._idle[redis_conn]
+    enqueue_deliveries(redis_conn, [_delivery("c2")], dedupe_ttl=90000)
+    assert queueing._script_connections._idle[redis_conn] == [kept]
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise redis.ConnectionError("reset by peer")
+
+    monkeypatch.setattr(kept, "read_response", broken)
+    with pytest.raises(EnqueueFailed):
+        enqueue_deliveries(redis_conn, [_delivery("c3")], dedupe_ttl=90000)
+    assert queueing._script_connections._idle[redis_conn] == []  # not given back
+    monkeypatch.undo()
+    [outcome] = enqueue_deliveries(redis_conn, [_delivery("c3")], dedupe_ttl=90000)  # the script did run: a duplicate
+    assert outcome.duplicate and redis_conn.llen("rq:queue:resize-image") == 3
+
+
+def test_a_forked_child_does_not_share_the_parent_s_script_connection(redis_conn: redis.Redis,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from services import queueing
+
+    enqueue_deliveries(redis_conn, [_delivery("p1")], dedupe_ttl=90000)
+    [parent_conn] = queueing._script_connections._idle[redis_conn]
+    monkeypatch.setattr(queueing.os, "getpid", lambda: -1)  # as in a gunicorn worker forked after preload
+    enqueue_deliveries(redis_conn, [_delivery("p2")], dedupe_ttl=90000)
+    [child_conn] = queueing._script_connections._idle[redis_conn]
+    assert child_conn is not parent_conn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -170,3 +171,27 @@ def test_job_status_needs_credentials_and_reports_the_job(client) -> None:
     assert by_key.get_json() == body
     missing = client.get("/jobs/nope", headers={"Authorization": f"Bearer {API_KEY}"})
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "JOB_NOT_FOUND"
+
+
+def test_a_body_without_content_length_is_still_read(client) -> None:
+    """Chunked uploads (no Content-Length) go through werkzeug's own size-capped reader."""
+    from werkzeug.test import EnvironBuilder
+
+    body = json.dumps({"recordId": ACCOUNT, "sentAt": now_iso()}).encode()
+    environ = EnvironBuilder(path="/callouts/resize-image", method="POST", input_stream=io.BytesIO(body),
+                             content_type="application/json", headers={"X-Offload-Signature": sign(body, SECRET)},
+                             environ_overrides={"wsgi.input_terminated": True}).get_environ()
+    del environ["CONTENT_LENGTH"]
+    response = client.open(environ)
+    assert response.status_code == 202, response.get_json()
+
+
+def test_headers_read_from_the_environ_match_werkzeug(app) -> None:
+    from flask import request
+
+    from services.receiver.intake import header
+
+    sent = {"X-Request-Id": "abc", "Idempotency-Key": "k-1", "X-Offload-Signature": "s"}
+    with app.test_request_context(headers=sent):
+        for name in ("X-Request-Id", "x-request-id", "Idempotency-Key", "X-Offload-Signature", "Authorization"):
+            assert header(request, name) == request.headers.get(name), name
