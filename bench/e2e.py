@@ -52,6 +52,13 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def ceiling(photo: bytes, seconds: float) -> float:
     variants = parse_variants("large:1600:jpeg,medium:800:webp,thumb:200:jpeg")
     render_variants(photo, variants)  # warm-up
@@ -132,7 +139,9 @@ def main() -> int:
             api_per_job = (org.state.api_calls - calls_before) / max(1, finished)
             mem = {"web": vm_hwm_mb(stack._web.pid)}  # noqa: SLF001
             for w in stack.worker_processes:
-                mem[f"worker {w.pid}"] = vm_hwm_mb(w.pid)
+                mem[f"supervisor {w.pid}"] = vm_hwm_mb(w.pid)
+                for child in children(w.pid):  # the work process (its rq scheduler is a grandchild)
+                    mem[f"work process {child}"] = vm_hwm_mb(child)
             mem["redis-server"] = vm_hwm_mb(server.pid)
     finally:
         server.terminate()
@@ -150,7 +159,7 @@ def main() -> int:
           f"ceiling (render_variants, 1 core, in-process) {ceiling_ips:.2f} images/s "
           f"=> x{args.workers} cores ideal {ceiling_ips * min(args.workers, os.cpu_count() or 1):.2f}")
     print(f"Salesforce API calls per job {api_per_job:.2f}")
-    print("peak RSS MB (VmHWM; worker = parent, horses are forked per job): "
+    print("peak RSS MB (VmHWM; each worker is a supervisor and its work process): "
           + ", ".join(f"{k} {v:.0f}" for k, v in mem.items()))
     return 0 if finished == jobs else 1
 
