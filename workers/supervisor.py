@@ -99,6 +99,8 @@ class Supervisor:
                 continue
             if code in (0, EXIT_RETIRED, EXIT_GAVE_UP, 2):
                 return 0 if code == EXIT_RETIRED else code
+            if self._stopping and code in (-signal.SIGTERM, -signal.SIGINT):
+                return 0  # stopped before rq installed its handlers: it had not taken a job yet
             self._report_crash(name, code)
             if self._stopping:
                 return 1
