@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import redis
 
-from services.sfids import is_valid_id, to_18
+from services.sfids import is_valid_id, normalize, to_18
 
 OWN_OUTPUT_PREFIX = "offload:own:"
 OWN_OUTPUT_TTL = 7 * 86400
@@ -33,9 +33,8 @@ def own_output_key(record_id: object) -> str | None:
     The receiver checks this key inside its enqueue transaction
     (:func:`services.queueing.admit`), so the loop guard costs no extra round trip.
     """
-    if not isinstance(record_id, str) or not is_valid_id(record_id):
-        return None
-    return OWN_OUTPUT_PREFIX + to_18(record_id)
+    normalized = normalize(record_id)
+    return None if normalized is None else OWN_OUTPUT_PREFIX + normalized
 
 
 def own_outputs(connection: redis.Redis, record_ids: list[str]) -> set[str]:

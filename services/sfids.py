@@ -9,6 +9,7 @@ reference notes, section D.9 (VERIFIED against ids from real orgs).
 
 from __future__ import annotations
 
+import functools
 import re
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -25,6 +26,25 @@ def checksum(id15: str) -> str:
     return suffix
 
 
+def normalize(value: object) -> str | None:
+    """The 18-character form of a valid 15- or 18-character Id, or None if ``value`` is not one.
+
+    One regex match and one checksum: what :func:`is_valid_id` followed by :func:`to_18` decide, without
+    checksumming twice. The receiver asks about the same id twice per request (schema, then loop guard):
+    results are cached for the last few hundred distinct ids, so the second ask costs a dict lookup.
+    """
+    return _normalize(value) if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=256)
+def _normalize(value: str) -> str | None:
+    if not _ID_RE.match(value):
+        return None
+    if len(value) == 15:
+        return value + checksum(value)
+    return value if checksum(value[:15]) == value[15:] else None
+
+
 def is_valid_id(value: str) -> bool:
     """True for a well-formed 15-character Id or an 18-character Id whose checksum is right."""
     if not isinstance(value, str) or not _ID_RE.match(value):
@@ -38,9 +58,10 @@ def to_18(value: str) -> str:
     Raises:
         ValueError: ``value`` is not a valid Id.
     """
-    if not is_valid_id(value):
+    normalized = normalize(value)
+    if normalized is None:
         raise ValueError(f"{value!r} is not a valid Salesforce Id (15 or 18 characters, correct checksum)")
-    return value if len(value) == 18 else value + checksum(value)
+    return normalized
 
 
 def same_id(a: str, b: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields
 
-from services.sfids import is_valid_id, to_18
+from services.sfids import normalize
 
 
 class SalesforceId(fields.String):
@@ -30,11 +30,12 @@ class SalesforceId(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not is_valid_id(text):
+        normalized = normalize(text)  # validity and the 18-character form from one checksum
+        if normalized is None:
             raise ValidationError("Not a valid Salesforce Id (15 or 18 characters, correct checksum).")
         if self.key_prefix and not text.startswith(self.key_prefix):
             raise ValidationError(f"Must be an Id starting with {self.key_prefix}.")
-        return to_18(text)
+        return normalized
 
 
 class SentAt(fields.String):

@@ -195,3 +195,16 @@ def test_headers_read_from_the_environ_match_werkzeug(app) -> None:
     with app.test_request_context(headers=sent):
         for name in ("X-Request-Id", "x-request-id", "Idempotency-Key", "X-Offload-Signature", "Authorization"):
             assert header(request, name) == request.headers.get(name), name
+
+
+def test_a_callout_is_checksummed_once_per_request(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema and the loop guard both need the 18-character id; it is computed once."""
+    from services import sfids
+
+    sfids._normalize.cache_clear()
+    calls = []
+    real = sfids.checksum
+    monkeypatch.setattr(sfids, "checksum", lambda id15: calls.append(id15) or real(id15))
+    response = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV, "sentAt": now_iso()}, SECRET)
+    assert response.status_code == 202
+    assert calls == [CV[:15]]
