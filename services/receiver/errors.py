@@ -30,6 +30,15 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
     return response
 
 
+def http_error_response(exc: HTTPException) -> Response:
+    """The JSON answer for a werkzeug HTTP error (404, 405, 413, ...), as every JSON endpoint gives it."""
+    status = exc.code or 500
+    message = exc.description or exc.name
+    if status == 413:
+        message = "The request body is larger than the receiver accepts (OFFLOAD_MAX_BODY_BYTES)."
+    return error_response(status, _HTTP_CODES.get(status, "HTTP_ERROR"), message)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(OffloadError)
     def _offload_error(exc: OffloadError) -> Response:
@@ -37,13 +46,7 @@ def init_app(app: Flask) -> None:
         event(logger, "request refused", level, status=exc.status_code, code=exc.code, reason=exc.message)
         return error_response(exc.status_code, exc.code, exc.message, exc.fields)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        message = exc.description or exc.name
-        if status == 413:
-            message = "The request body is larger than the receiver accepts (OFFLOAD_MAX_BODY_BYTES)."
-        return error_response(status, _HTTP_CODES.get(status, "HTTP_ERROR"), message)
+    app.register_error_handler(HTTPException, http_error_response)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

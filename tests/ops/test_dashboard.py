@@ -195,3 +195,16 @@ def test_delete_from_the_dashboard_works_on_json_jobs(ops_client: Any, failed_jo
     response = ops_client.post(f"/rq/job/{failed_job.id}/delete", headers=ADMIN)
     assert response.get_json() == {"status": "OK"}
     assert fetch_job(redis_conn, failed_job.id) is None
+
+
+def test_with_the_dashboard_off_other_404s_and_their_metrics_are_unchanged(off_client: Any) -> None:
+    """The "off" answer comes from the 404 handler now: other paths still get the receiver's own 404."""
+    from services import metrics
+
+    missing = off_client.get("/no-such-page")
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["code"] == "NOT_FOUND"
+    assert off_client.get("/rqx").get_json()["error"]["code"] == "NOT_FOUND"
+    before = metrics.HTTP_REQUESTS.labels(endpoint="unmatched", status="404")._value.get()
+    assert off_client.get("/rq/0/data/queues.json").get_json()["error"]["code"] == "DASHBOARD_OFF"
+    assert metrics.HTTP_REQUESTS.labels(endpoint="unmatched", status="404")._value.get() == before + 1
