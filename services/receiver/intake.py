@@ -55,10 +55,15 @@ def schema_for(schema: type[Schema]) -> Schema:
     return schema()
 
 
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+"""``json.dumps(..., sort_keys=True, separators=(",", ":"))`` without building an encoder on every call
+(``json.dumps`` reuses its cached encoder only when called with no options)."""
+
+
 def _payload_digest(payload: dict[str, Any]) -> str:
     """Stable hash of a payload minus its ``sentAt`` (a re-send of the same request is a duplicate)."""
     canonical = {k: v for k, v in payload.items() if k != "sentAt"}
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(canonical).encode()).hexdigest()
 
 
 def plan(
