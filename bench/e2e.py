@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +29,7 @@ from tests_support_images import photo_jpeg  # noqa: E402
 from services.clock import utc_iso  # noqa: E402
 from services.devorg.callouts import apex_callout  # noqa: E402
 from services.devstack import LocalStack  # noqa: E402
-from services.embedded_redis import free_port  # noqa: E402
+from services.embedded_redis import EmbeddedRedis  # noqa: E402
 from workers.imaging import parse_variants, render_variants  # noqa: E402
 from workers.resize_image import RENDITION_MARKER_FIELD  # noqa: E402
 
@@ -83,19 +80,9 @@ def main() -> int:
     photo = photo_jpeg(args.width, args.height, seed=1)
     ceiling_ips = ceiling(photo, 3 if args.quick else 8)
 
-    workdir = Path(tempfile.mkdtemp(prefix="offload-e2e-"))
-    port = free_port()
-    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                               "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-                               "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    server = EmbeddedRedis(appendonly=True).start()  # AOF everysec, as production Redis persists
+    url = server.url
     conn = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            conn.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
     try:
         with LocalStack(redis_url=url, workers=args.workers, env={"OFFLOAD_LOG_LEVEL": "WARNING"}) as stack:
             org, sender = stack.org, stack.org.state.outbound
@@ -142,11 +129,9 @@ def main() -> int:
                 mem[f"supervisor {w.pid}"] = vm_hwm_mb(w.pid)
                 for child in children(w.pid):  # the work process (its rq scheduler is a grandchild)
                     mem[f"work process {child}"] = vm_hwm_mb(child)
-            mem["redis-server"] = vm_hwm_mb(server.pid)
+            mem["redis-server"] = vm_hwm_mb(server.pid) if server.pid else float("nan")
     finally:
-        server.terminate()
-        server.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.stop()
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"photo {args.width}x{args.height} JPEG ({len(photo) / 1e6:.2f} MB), workers K={args.workers}, "

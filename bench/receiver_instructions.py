@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from receiver import (  # noqa: E402  # the same bodies, secret and settings as 
     web_env,
 )
 
+from services.embedded_redis import EmbeddedRedis  # noqa: E402
 from services.signing import sign  # noqa: E402
 
 APPS = {"receiver": APP_PATH, "noop": NOOP_PATH}
@@ -157,31 +157,17 @@ def main() -> None:
     if shutil.which("valgrind") is None or shutil.which("redis-server") is None:
         sys.exit("needs valgrind and redis-server (apt-get install valgrind redis-server)")
 
-    redis_port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-             "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            import redis
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(appendonly=False) as server:
+        import redis
 
-            client = redis.Redis(port=redis_port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            env = {**os.environ, **web_env(redis_port, free_port()), "PYTHONHASHSEED": "0"}
-            env.pop("GUNICORN_CMD_ARGS", None)
-            base = run_child(args, 0, Path(tmp) / "base.out", env, client)
-            served_out = args.profile or Path(tmp) / "served.out"
-            served = run_child(args, args.requests, served_out, env, client)
-            jobs = client.llen(QUEUE_KEY) if args.app == "receiver" else None
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        client = redis.Redis.from_url(server.url)
+        redis_port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        env = {**os.environ, **web_env(redis_port, free_port()), "PYTHONHASHSEED": "0"}
+        env.pop("GUNICORN_CMD_ARGS", None)
+        base = run_child(args, 0, Path(tmp) / "base.out", env, client)
+        served_out = args.profile or Path(tmp) / "served.out"
+        served = run_child(args, args.requests, served_out, env, client)
+        jobs = client.llen(QUEUE_KEY) if args.app == "receiver" else None
     per_request = (served - base) / args.requests
     result = {"app": args.app, "requests": args.requests, "warmup": args.warmup, "base_instructions": base,
               "served_instructions": served, "instructions_per_request": round(per_request)}

@@ -66,6 +66,11 @@ class EmbeddedRedis:
     _fake: object | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The redis-server's process id (None for fakeredis), e.g. to read its memory in a benchmark."""
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         port = free_port()
         found = None if self.prefer_fake else find_redis_server()
