@@ -55,8 +55,10 @@ HOLD_S = 6.0
 MODES = {"supervised": (), "fork-per-job": ("--fork-per-job",)}
 """Ways to run jobs -> arguments appended to the Procfile ``worker`` line."""
 
-# Shorter retries once services/settings.py has OFFLOAD_RETRY_BASE_SECONDS (proposed); ignored before.
-FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "3"}
+"""Short retries, but not too short: rq schedules a retry at a whole second (it truncates the time), and the
+supervisor hands a killed job to the retry within milliseconds, so a 1 s backoff could let the retry run
+before the org's state at the kill is checked. 3 s +/- 20 % leaves at least ~1.4 s."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,12 @@ def test_kill_9_of_the_process_running_the_job_leaves_exactly_one_rendition_per_
     # The org's state at the kill is exact: the held request is answered (503) to a dead client.
     assert len(renditions_of(org, source)) == step.renditions_at_kill
     job = Job.fetch(job_id, connection=redis_conn, serializer=SERIALIZER)
-    wait_for(lambda: job.get_status() in (JobStatus.SCHEDULED, JobStatus.QUEUED), 10,
-             "rq to schedule the retry of the killed job", stack)
-    assert job.get_status() != JobStatus.FINISHED
+
+    def retry_spent() -> bool:  # the killed run was failed with a retry: retries_left 3 -> 2
+        job.refresh()
+        return job.retries_left == 2
+
+    wait_for(retry_spent, 10, "rq to schedule the retry of the killed job", stack)
 
     if stack.worker_args:
         # A fork-per-job worker's scheduler is what enqueues the retry; restart it the way Heroku
