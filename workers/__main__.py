@@ -36,6 +36,7 @@ from services.logs import configure_logging, event
 from services.queueing import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
 from workers import PROCESSES
+from workers.heap import keep_heap_between_jobs
 from workers.supervisor import EXIT_GAVE_UP, EXIT_RETIRED, Supervisor
 from workers.worker import ForkingWorker, InProcessWorker, recovery_options
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.fork_per_job:
         return work(ForkingWorker)
+    keep_heap_between_jobs()  # one process runs many jobs: keep its buffers mapped (workers/heap.py)
     if args.in_process:
         return work(InProcessWorker)
     supervisor = Supervisor(lambda name: work(InProcessWorker, name, settings.worker_max_jobs), connection, names)
