@@ -9,11 +9,13 @@ so a q90 JPEG is ~0.3 bytes/pixel like a camera file (Huffman decoding cost foll
 Each method runs in its own subprocess pinned to CPU 0. Memory is read twice per child, from
 ``/proc/self/status``: the peak (``VmHWM``, interpreter and imports included, as in docs/reference's
 measurements) and the *pipeline* increment, that peak minus ``VmRSS`` right after the method's imports
-(before the warm-up call). A real worker has rq, redis, simple-salesforce and marshmallow imported
-anyway (``workers/__init__`` builds the process registry), so the increment is what a job costs; the
-total is what the reference measured. Both are reported, with a PASS/FAIL for each. Rounds are
-interleaved and methods shuffled, because the machine is shared and noisy: read the ratios, not the
-absolute times.
+(before the warm-up call). ``import workers.imaging`` loads only the image path (Pillow and its plugins,
+zlib-ng, hashlib); the process registry in ``workers/__init__`` (marshmallow) is built on first use, and
+pillow-heif is loaded only for HEIF files. So the total is what our image path costs, and the increment
+is what a job adds to a worker (which also has rq, redis and simple-salesforce imported). Both are
+reported, with a PASS/FAIL for each. Each child also reports which job-only libraries it had loaded
+(there should be none). Rounds are interleaved and methods shuffled, because the machine is shared and
+noisy: read the ratios, not the absolute times.
 
 Methods: ``naive`` (open, exif_transpose, convert RGB, LANCZOS from full size per variant, encode),
 ``ours`` (render_variants) and ``vips`` (thumbnail(file, 1600) -> copy_memory -> thumbnail_image(800)
@@ -143,10 +145,14 @@ def run_vips(path: Path) -> list[tuple[str, bytes, tuple[int, int]]]:
 
 
 METHODS = {"naive": run_naive, "ours": run_ours, "vips": run_vips}
-#: What each method imports before it can run: measured as the child's baseline RSS. Nothing is imported
-#: lazily to look better here; whatever a method loads on its first call (pillow-heif's opener for
-#: ``ours``, libvips' first-use allocations) counts in its pipeline increment.
+#: What each method imports before it can run: measured as the child's baseline RSS. Each imports what it
+#: uses and no more; whatever a method loads on its first call (Pillow's format plugins for ``naive``,
+#: libvips' first-use allocations) counts in its pipeline increment.
 IMPORTS = {"naive": ("PIL.Image", "PIL.ImageOps"), "ours": ("workers.imaging",), "vips": ("pyvips",)}
+#: Libraries no method needs for these images: reported per child, so a baseline that includes them is seen.
+#: rq/redis/simple_salesforce/marshmallow are the job's and the registry's, pillow_heif is for HEIC only,
+#: numpy/skimage are the parent's (test photos, SSIM).
+FOREIGN = ("rq", "redis", "simple_salesforce", "marshmallow", "pillow_heif", "numpy", "skimage")
 
 
 def _status_mb(field: str) -> float:
@@ -162,7 +168,7 @@ def child(method: str, path: Path, iterations: int, outdir: Path) -> None:
         importlib.import_module(module)
     after_imports = _status_mb("VmRSS")
     fn = METHODS[method]
-    fn(path)  # warm-up: first-use registration (pillow-heif), page cache
+    fn(path)  # warm-up: first-use allocations and plugin imports, page cache
     times = []
     for _ in range(iterations):
         t0 = time.perf_counter()
@@ -175,11 +181,13 @@ def child(method: str, path: Path, iterations: int, outdir: Path) -> None:
     # VmHWM: this process's peak RSS (interpreter included). Not ru_maxrss: Linux carries the parent's
     # high-water mark into a forked child, and the parent holds the generated photos.
     peak = _status_mb("VmHWM")
-    print(json.dumps({"times": times, "sizes": sizes, "peak_rss_mb": peak, "imports_rss_mb": after_imports}))
+    foreign = sorted(name for name in FOREIGN if name in sys.modules)
+    print(json.dumps({"times": times, "sizes": sizes, "peak_rss_mb": peak, "imports_rss_mb": after_imports,
+                      "foreign": foreign}))  # fmt: skip
 
 
 # ---------------------------------------------------------------- harness (parent)
-def spawn(method: str, path: Path, iterations: int, outdir: Path) -> tuple[list[float], dict, float, float]:
+def spawn(method: str, path: Path, iterations: int, outdir: Path) -> tuple[list[float], dict, float, float, list[str]]:
     env = {**os.environ, "VIPS_CONCURRENCY": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, __file__, "--child", method, str(path), str(iterations), str(outdir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
@@ -188,7 +196,9 @@ def spawn(method: str, path: Path, iterations: int, outdir: Path) -> tuple[list[
     if proc.wait() != 0:
         raise SystemExit(f"{method} on {path.name} failed with exit code {proc.returncode}")
     result = json.loads(raw)
-    return result["times"], result["sizes"], result["peak_rss_mb"], result["imports_rss_mb"]
+    if result["foreign"]:
+        print(f"  warning: {method} on {path.name} had {', '.join(result['foreign'])} loaded", file=sys.stderr)
+    return result["times"], result["sizes"], result["peak_rss_mb"], result["imports_rss_mb"], result["foreign"]
 
 
 def pixel_ssim(path: Path) -> dict[str, float | None]:
@@ -243,23 +253,25 @@ def main() -> int:
         rss: dict[tuple[str, str], float] = {}
         pipeline: dict[tuple[str, str], float] = {}
         sizes: dict[tuple[str, str], dict] = {}
+        foreign: dict[str, set[str]] = {method: set() for method in methods}
         for r in range(rounds):
             for name, path in paths.items():
                 order = random.sample(methods, len(methods))
                 for method in order:
-                    t, s, peak, base = spawn(method, path, iterations, outdir)
+                    t, s, peak, base, loaded = spawn(method, path, iterations, outdir)
+                    foreign[method].update(loaded)
                     times.setdefault((name, method), []).extend(t)
                     rss[(name, method)] = max(rss.get((name, method), 0.0), peak)
                     pipeline[(name, method)] = max(pipeline.get((name, method), 0.0), peak - base)
                     sizes[(name, method)] = s
                     print(f"  round {r + 1} {name} {method}: med {statistics.median(t):.3f} s", file=sys.stderr)
-        results = report(paths, methods, times, rss, pipeline, sizes, outdir, rounds, iterations)
+        results = report(paths, methods, times, rss, pipeline, sizes, foreign, outdir, rounds, iterations)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
-def report(paths, methods, times, rss, pipeline, sizes, outdir, rounds, iterations) -> dict:  # noqa: PLR0913
+def report(paths, methods, times, rss, pipeline, sizes, foreign, outdir, rounds, iterations) -> dict:  # noqa: PLR0913
     print(f"\n{rounds} round(s) x (1 warm-up + {iterations} timed), n={rounds * iterations} per cell, "
           f"one core (CPU 0), {time.strftime('%Y-%m-%d')}\n")  # fmt: skip
     print("| image | method | s/image min/med/max | images/s | vs naive | peak RSS MB (% of naive) | pipeline MB "
@@ -308,6 +320,8 @@ def report(paths, methods, times, rss, pipeline, sizes, outdir, rounds, iteratio
         if "vips" in methods and name.endswith(".jpg"):
             ratio = statistics.median(times[(name, "vips")]) / ours_med
             goals.append((f"{name}: throughput {ratio:.2f}x libvips chain >= 1.00x", ratio >= 1.0))
+    print("\nLibraries no method needs, loaded in its child (" + ", ".join(FOREIGN) + "): "
+          + "; ".join(f"{m} {', '.join(sorted(foreign[m])) or 'none'}" for m in methods))  # fmt: skip
     print("\nSSIM of ours vs naive before lossy encoding (pixels, both PNG):")
     for name, values in pixels.items():
         print(f"  {name}: " + " / ".join(f"{k} {v:.4f}" for k, v in values.items() if v is not None))
@@ -315,6 +329,7 @@ def report(paths, methods, times, rss, pipeline, sizes, outdir, rounds, iteratio
     for text, ok in goals:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     return {"rows": rows, "pixel_ssim": pixels, "goals": [{"goal": text, "pass": ok} for text, ok in goals],
+            "foreign": {m: sorted(foreign[m]) for m in methods},
             "rounds": rounds, "iterations": iterations}  # fmt: skip
 
 

@@ -53,6 +53,34 @@ def register_heif() -> None:
             _heif_registered = True
 
 
+#: The ``ftyp`` major brands pillow-heif's Pillow opener accepts, mirrored from its ``_is_supported_heif``
+#: (pillow_heif/as_plugin.py, pillow-heif 1.8.1) so that sniffing a file never imports pillow-heif. AVIF
+#: (``avif``/``avis``) is not among them: pillow-heif's ``is_supported`` knows it, but its opener does not,
+#: so an AVIF upload is refused whether or not the opener is registered (see :func:`describe_unknown`).
+HEIF_BRANDS = frozenset((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"))
+#: What ``Image.open`` may try on a file that is not HEIF. HEIF must be left out, not just left last: for a
+#: format id that is not registered, ``Image.open`` calls ``Image.init()`` (PIL/Image.py ``_open_core``),
+#: which imports every plugin; an unidentifiable upload would reach it.
+NON_HEIF_FORMATS: tuple[str, ...] = tuple(f for f in ALLOWED_FORMATS if f != "HEIF")
+
+
+def is_heif(head: bytes) -> bool:
+    """Whether a file's first 12 bytes are an ISO-BMFF ``ftyp`` box with a HEIF major brand.
+
+    The same test pillow-heif's opener applies, so a file that fails it would be refused by pillow-heif
+    anyway: registering the opener (and loading libheif) only for files that pass it changes no outcome.
+    """
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def formats_for(head: bytes) -> tuple[str, ...]:
+    """The formats ``Image.open`` may try for a file starting with ``head``; registers HEIF when needed."""
+    if is_heif(head):
+        register_heif()
+        return ALLOWED_FORMATS
+    return NON_HEIF_FORMATS
+
+
 def _mp(pixels: int) -> str:
     """Megapixels as an admin reads them: '900 MP', '0.3 MP'."""
     mp = pixels / 1_000_000
@@ -190,13 +218,16 @@ def pillow_errors(max_pixels: int, what: str) -> Iterator[None]:
 def open_image(fp: BinaryIO, max_pixels: int) -> Image.Image:
     """``Image.open`` limited to ALLOWED_FORMATS, then the pixel cap on the header's dimensions.
 
-    Nothing is decoded yet: Pillow has only parsed the header when this returns.
+    Nothing is decoded yet: Pillow has only parsed the header when this returns. pillow-heif is loaded
+    only when the file sniffs as HEIF (:func:`formats_for`): its opener and libheif cost a worker ~4 MB
+    of RSS, which a worker that never sees a HEIC upload should not carry.
     """
-    register_heif()
     start = fp.tell()
+    head = fp.read(16)
+    fp.seek(start)
     try:
         with pillow_errors(max_pixels, "read"):
-            im = Image.open(fp, formats=ALLOWED_FORMATS)
+            im = Image.open(fp, formats=formats_for(head))
     except Image.UnidentifiedImageError as exc:
         fp.seek(start)
         what = describe_unknown(fp.read(64))
@@ -216,3 +247,4 @@ def guarded(max_pixels: int, what: str, fn: Callable[[], T]) -> T:
     """Run one Pillow step (load, resize, convert, encode) under :func:`pillow_errors`."""
     with pillow_errors(max_pixels, what):
         return fn()
+
