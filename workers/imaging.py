@@ -8,8 +8,9 @@ Why it is shaped like this (numbers in docs/benchmarks.md, section "Images"):
 * **Safety first.** The byte size is checked before Pillow sees the file, the format is allowlisted
   (``Image.open(fp, formats=...)``: EPS/PDF/SVG parsers never run), and ``width * height`` from the
   header is capped before any decode. Every Pillow failure becomes ``ImageRejected``.
-* **Decode less.** JPEGs are decoded by libjpeg at the smallest 1/2^k DCT scale that is still at least
-  as large as the largest rendition (``Image.draft``); a 24 MP photo is decoded as 6 MP.
+* **Decode less.** JPEGs are decoded by libjpeg at the smallest DCT scale (1/8, 1/4, 3/8, 1/2) that is
+  still at least as large as the largest rendition (:func:`~workers.imaging_decode.draft_jpeg`); a 24 MP
+  photo is decoded as 3.4 MP. The resize then reads exactly the source's box in that decode.
 * **Never hold a big image twice.** Plain 8-bit PNGs are decoded in bands straight into the resize
   (:mod:`workers.imaging_png`): the full-size bitmap never exists. The first resize runs in bands of
   output rows (:mod:`workers.imaging_resize`), so Pillow's full-height intermediate never exists either.
@@ -31,7 +32,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from services.errors import ConfigError
-from workers.imaging_decode import guarded, open_image, pillow_errors, read_source
+from workers.imaging_decode import draft_jpeg, guarded, open_image, pillow_errors, read_source
 from workers.imaging_ops import (
     MIME,
     SWAPS_AXES,
@@ -254,21 +255,23 @@ def _decode_first(im: Image.Image, fp: BinaryIO, first: tuple[int, int], max_pix
             banded = resize_png(im, fp, first, FIRST_REDUCING_GAP)
         if banded is not None:
             return banded, False
+    box = None
     if im.format in ("JPEG", "MPO") and first != im.size:
-        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= ``first`` (never below it).
-        im.draft(im.mode, first)
+        box = draft_jpeg(im, fp, first)
     guarded(max_pixels, "decoded", im.load)
     with pillow_errors(max_pixels, "resized"):
         work = normalise_mode(im)
         if work.size == first:
             return work, True
-        fx = int(work.width / first[0] / FIRST_REDUCING_GAP) or 1
-        fy = int(work.height / first[1] / FIRST_REDUCING_GAP) or 1
-        kernel = residual_kernel(max(work.width / fx / first[0], work.height / fy / first[1]))
+        if box is None:
+            box = (0.0, 0.0, float(work.width), float(work.height))
+        fx = int((box[2] - box[0]) / first[0] / FIRST_REDUCING_GAP) or 1
+        fy = int((box[3] - box[1]) / first[1] / FIRST_REDUCING_GAP) or 1
+        kernel = residual_kernel(max((box[2] - box[0]) / fx / first[0], (box[3] - box[1]) / fy / first[1]))
         if fx > 1 or fy > 1 or work.mode in ("RGBA", "LA", "P", "1"):
-            current = work.resize(first, kernel, reducing_gap=FIRST_REDUCING_GAP)
+            current = work.resize(first, kernel, box=box, reducing_gap=FIRST_REDUCING_GAP)
         else:
-            current = banded_resize(work, first, resample=kernel)
+            current = banded_resize(work, first, box=box, resample=kernel)
         if work is not im:
             work.close()
         return current, True
