@@ -4,8 +4,10 @@
     .venv/bin/python bench/e2e.py --quick    # N=1 x 20, M=20 (about 30 s)
 
 Reports ACK latency (p50/p99) of callouts and Outbound Messages, jobs/s and time to drain, Salesforce
-API calls per job, peak RSS (VmHWM) per process, and, measured in the same run, the ceiling: the image
-pipeline alone (``workers.imaging.render_variants``) on the same photo, in this process, on one core.
+API calls per job, peak RSS (VmHWM) per process, the most Redis connections each process held while the
+jobs ran (what a Heroku Key-Value Store plan's connection limit must cover), and, measured in the same
+run, the ceiling: the image pipeline alone (``workers.imaging.render_variants``) on the same photo, in this
+process, on one core.
 """
 
 from __future__ import annotations
@@ -54,6 +56,32 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def redis_connections(pid: int, port: int) -> int:
+    """Established TCP connections from ``pid`` to the Redis server on ``port`` (psutil, from /proc)."""
+    import psutil
+
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return 0
+    return sum(1 for c in conns if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def connections_by_process(stack: LocalStack, port: int) -> dict[str, int]:
+    """Redis connections per process: gunicorn's master and workers, and per worker dyno its supervisor, work
+    process and that process's children (rq's scheduler)."""
+    web = stack._web.pid  # noqa: SLF001
+    found = {"web master": redis_connections(web, port)}
+    for i, child in enumerate(children(web)):
+        found[f"web worker {i + 1}"] = redis_connections(child, port)
+    for n, w in enumerate(stack.worker_processes, 1):
+        found[f"worker {n} supervisor"] = redis_connections(w.pid, port)
+        for child in children(w.pid):
+            found[f"worker {n} work process"] = redis_connections(child, port)
+            found[f"worker {n} scheduler"] = sum(redis_connections(g, port) for g in children(child))
+    return found
 
 
 def ceiling(photo: bytes, seconds: float) -> float:
@@ -118,7 +146,11 @@ def main() -> int:
             jobs = n_om * per_om + m_callouts
             registry = FinishedJobRegistry("resize-image", connection=conn)
             deadline = time.monotonic() + 900
+            redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
+            peak_conns: dict[str, int] = {}
             while len(registry.get_job_ids()) < jobs and time.monotonic() < deadline:
+                for key, n in connections_by_process(stack, redis_port).items():  # sampled while jobs run
+                    peak_conns[key] = max(n, peak_conns.get(key, 0))
                 time.sleep(0.2)
             drain = time.monotonic() - t0
             finished = len(registry.get_job_ids())
@@ -130,6 +162,8 @@ def main() -> int:
                 for child in children(w.pid):  # the work process (its rq scheduler is a grandchild)
                     mem[f"work process {child}"] = vm_hwm_mb(child)
             mem["redis-server"] = vm_hwm_mb(server.pid) if server.pid else float("nan")
+            for key, n in connections_by_process(stack, redis_port).items():
+                peak_conns[key] = max(n, peak_conns.get(key, 0))
     finally:
         server.stop()
 
@@ -146,6 +180,11 @@ def main() -> int:
     print(f"Salesforce API calls per job {api_per_job:.2f}")
     print("peak RSS MB (VmHWM; each worker is a supervisor and its work process): "
           + ", ".join(f"{k} {v:.0f}" for k, v in mem.items()))
+    print("Redis connections, most seen per process (sampled every 0.2 s while jobs ran, and after): "
+          + ", ".join(f"{k} {v}" for k, v in peak_conns.items())
+          + f" (web dyno {sum(v for k, v in peak_conns.items() if k.startswith('web'))}, worker dynos "
+          + ", ".join(str(sum(v for k, v in peak_conns.items() if k.startswith(f"worker {n} ")))
+                      for n in range(1, args.workers + 1)) + ")")
     return 0 if finished == jobs else 1
 
 
