@@ -56,10 +56,19 @@ def find_redis_server() -> tuple[str, str] | None:
 
 @dataclass
 class EmbeddedRedis:
-    """Start a private Redis on a free port; stop it on exit. ``url`` is what clients use."""
+    """Start a private Redis on a free port; stop it on exit. ``url`` is what clients use.
+
+    ``kill()`` then ``start()`` restarts a real ``redis-server`` on the same port with the same append-only
+    file, which is how the chaos tests take Redis away under a running stack. ``directory`` keeps the data
+    where the caller wants it (a temporary directory otherwise, removed by ``stop()``); ``appendfsync`` is
+    Redis's own setting (``always`` makes "nothing acknowledged is lost" an invariant across a kill -9).
+    """
 
     prefer_fake: bool = False
     appendonly: bool = True
+    appendfsync: str = "everysec"
+    port: int = 0
+    directory: Path | None = None
     url: str = ""
     kind: str = ""
     _process: subprocess.Popen[bytes] | None = None
@@ -72,15 +81,16 @@ class EmbeddedRedis:
         return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        port = free_port()
+        """Start the server (again, after ``kill()``: same port, same data)."""
+        port = self.port = self.port or free_port()
         found = None if self.prefer_fake else find_redis_server()
         if found:
             binary, self.kind = found
-            self._dir = tempfile.TemporaryDirectory(prefix="offload-redis-")
+            data = self._data_dir()
             self._process = subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "yes" if self.appendonly else "no", "--dir", self._dir.name,
-                 "--logfile", str(Path(self._dir.name) / "redis.log")],
+                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
+                 "--dir", str(data), "--logfile", str(data / "redis.log")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -96,6 +106,23 @@ class EmbeddedRedis:
         logger.info("embedded Redis ready", extra={"fields": {"url": self.url, "kind": self.kind}})
         return self
 
+    def _data_dir(self) -> Path:
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return self.directory
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="offload-redis-")
+        return Path(self._dir.name)
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown save, no goodbye; what survives is what the AOF holds."""
+        if self._fake is not None:
+            raise RuntimeError("kill() needs a real redis-server, not fakeredis")
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        self._process = None
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
@@ -106,7 +133,10 @@ class EmbeddedRedis:
                 return
             except redis.ConnectionError:
                 if self._process is not None and self._process.poll() is not None:
-                    raise RuntimeError(f"{self.kind} exited at start-up (code {self._process.returncode})") from None
+                    log = self._data_dir() / "redis.log"
+                    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    code = self._process.returncode
+                    raise RuntimeError(f"{self.kind} exited at start-up (code {code}):\n{tail}") from None
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"{self.kind} did not answer within {timeout} s") from None

