@@ -24,16 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import redis  # noqa: E402
-from orgtools import create_record, upload_file  # noqa: E402
 from rq.registry import FinishedJobRegistry  # noqa: E402
-from tests_support_images import photo_jpeg  # noqa: E402
 
+from devkit.devstack import LocalStack  # noqa: E402
+from devkit.embedded_redis import EmbeddedRedis  # noqa: E402
+from devkit.org.callouts import apex_callout  # noqa: E402
 from services.clock import utc_iso  # noqa: E402
-from services.devorg.callouts import apex_callout  # noqa: E402
-from services.devstack import LocalStack  # noqa: E402
-from services.embedded_redis import EmbeddedRedis  # noqa: E402
+from services.processes.resize_image import RENDITION_MARKER_FIELD  # noqa: E402
+from tests.support.images import photo_jpeg  # noqa: E402
+from tests.support.orgtools import create_record, upload_file  # noqa: E402
 from workers.imaging import parse_variants, render_variants  # noqa: E402
-from workers.resize_image import RENDITION_MARKER_FIELD  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

@@ -8,8 +8,8 @@ What runs (everything on 127.0.0.1, on the same cores):
 
 * a fresh ``redis-server`` on a free port with ``--appendonly yes --appendfsync everysec`` (production
   durability: an ACK means the job is in the AOF within a second), in a temp dir;
-* the receiver, started exactly from the Procfile's ``web`` line by ``services.procfile.spawn`` with
-  ``WEB_CONCURRENCY=3`` (sync workers, ``gunicorn.conf.py``), ``OFFLOAD_LOG_LEVEL=WARNING`` and the
+* the receiver, started exactly from the Procfile's ``web`` line by ``devkit.procfile.spawn`` with
+  ``WEB_CONCURRENCY=3`` (sync workers, ``services/receiver/gunicorn_conf.py``), ``OFFLOAD_LOG_LEVEL=WARNING`` and the
   access log **on, as configured** (one logfmt line per request to stdout, which goes to a file here);
   ``GUNICORN_CMD_ARGS=--bind 127.0.0.1:<port>`` keeps it off other interfaces (gunicorn lets that
   variable override the config file's ``0.0.0.0``);
@@ -65,8 +65,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis  # noqa: E402
 from _load import LoadResult, closed_loop, one_request, open_loop, percentile, request_bytes  # noqa: E402
 
+from devkit.procfile import process_env, procfile_commands, spawn, stop  # noqa: E402
 from services.clock import utc_iso  # noqa: E402
-from services.procfile import process_env, procfile_commands, spawn, stop  # noqa: E402
 from services.sfids import checksum  # noqa: E402
 from services.signing import sign  # noqa: E402
 

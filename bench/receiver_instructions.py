@@ -49,7 +49,7 @@ from receiver import (  # noqa: E402  # the same bodies, secret and settings as 
     web_env,
 )
 
-from services.embedded_redis import EmbeddedRedis  # noqa: E402
+from devkit.embedded_redis import EmbeddedRedis  # noqa: E402
 from services.signing import sign  # noqa: E402
 
 APPS = {"receiver": APP_PATH, "noop": NOOP_PATH}

@@ -70,7 +70,7 @@ def _direct(path: str, n: int) -> float:
 
 def _rq(path: str, n: int, redis_url: str, mode: str) -> float:
     """Per-job seconds through RQ over N jobs, after one warm-up job (as the direct loop has)."""
-    from services.queueing import SERIALIZER, make_queue, redis_from_url
+    from services.queue import SERIALIZER, make_queue, redis_from_url
     from workers.__main__ import run_worker
     from workers.supervisor import Supervisor
     from workers.worker import ForkingWorker, InProcessWorker, recovery_options
@@ -129,7 +129,7 @@ def main() -> int:
         return 0
     from images import make_photo
 
-    from services.embedded_redis import EmbeddedRedis
+    from devkit.embedded_redis import EmbeddedRedis
 
     rounds, n = (1, 4) if args.quick else (7, 6)
     rounds = args.rounds or rounds

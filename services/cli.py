@@ -1,90 +1,78 @@
 """The ``offload`` command.
 
-``offload dev``   receiver + worker from the Procfile, with an embedded Redis and the
-                  local org emulator when nothing real is configured.
-``offload org``   the local Salesforce org emulator and its admin commands.
-``offload demo``  the main job end to end, printed step by step.
-``offload jobs``  list, show, requeue and purge jobs (operators).
+``offload jobs``  list, show, requeue and purge jobs (operators; :mod:`services.ops.cli`).
+
+The dev kit adds ``offload dev``, ``offload org`` and ``offload demo`` when the ``dev`` extra is
+installed. They are found through the ``offload.commands`` entry point group (declared in
+``pyproject.toml``), so the product never imports the dev kit; without the extra, those commands
+say which extra to install.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import sys
-from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
-from services.embedded_redis import EmbeddedRedis
+from services.ops.cli import jobs
+
+ENTRY_POINT_GROUP = "offload.commands"
+INSTALL_HINT = "pip install 'offload[dev]'"
 
 
-@click.group()
+class _OffloadGroup(click.Group):
+    """``offload``: its own commands, plus the ``offload.commands`` entry points, each imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(ep.name for ep in _plugins())})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        for entry_point in _plugins():
+            if entry_point.name == cmd_name:
+                return _load(entry_point)
+        return None
+
+
+def _plugins() -> list[EntryPoint]:
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+@click.group(cls=_OffloadGroup)
 def main() -> None:
     """Offload: hand work from Salesforce to Python workers."""
 
 
-@contextlib.contextmanager
-def redis_for_dev(echo: bool = True) -> Iterator[str]:
-    """``REDIS_URL`` when it is set; otherwise an embedded Redis for as long as the block runs."""
-    configured = os.environ.get("REDIS_URL", "").strip()
-    if configured:
-        if echo:
-            click.echo(f"Redis: REDIS_URL ({configured.split('@')[-1]})")
-        yield configured
-        return
-    with EmbeddedRedis() as server:
-        if echo:
-            click.echo(f"Redis: REDIS_URL is not set, so an embedded one runs at {server.url} ({server.kind})")
-        yield server.url
+main.add_command(jobs)
 
 
-@main.command()
-@click.option("--port", default=5000, show_default=True, help="Port for the receiver.")
-@click.option("--workers", "worker_count", default=1, show_default=True, help="How many worker processes.")
-@click.option("--org/--no-org", "with_org", default=None,
-              help="Start the local org emulator (default: when SALESFORCE_CLIENT_ID is unset).")
-def dev(port: int, worker_count: int, with_org: bool | None) -> None:
-    """Run receiver + workers as the Procfile says, with local Redis and org when none is configured."""
-    from honcho.manager import Manager
+class _MissingExtra(click.Command):
+    """Stands in for a dev kit command whose dependencies are not installed, and says what to install."""
 
-    from services.procfile import ROOT, process_env, procfile_commands
+    def __init__(self, name: str, error: ImportError) -> None:
+        super().__init__(name, help=f"(needs the dev extra: {INSTALL_HINT})", add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        self.error = error
 
-    if with_org is None:
-        with_org = not os.environ.get("SALESFORCE_CLIENT_ID")
-    commands = procfile_commands()
-    with contextlib.ExitStack() as stack:
-        env = {"REDIS_URL": stack.enter_context(redis_for_dev()), "PORT": str(port)}
-        if with_org:
-            from services.devstack import start_dev_org
-
-            env.update(stack.enter_context(start_dev_org(receiver_url=f"http://127.0.0.1:{port}")))
-        env.setdefault("OFFLOAD_CALLOUT_SECRETS", os.environ.get("OFFLOAD_CALLOUT_SECRETS") or secrets.token_hex(16))
-        env.setdefault("WEB_CONCURRENCY", "2")
-        click.echo(f"Receiver: http://127.0.0.1:{port}  (OpenAPI: http://127.0.0.1:{port}/openapi.json)")
-        click.echo("Ctrl-C stops everything.\n")
-        manager = Manager()
-        child_env = process_env(env)
-        manager.add_process("web", commands["web"], env=child_env, cwd=str(ROOT))
-        for i in range(worker_count):
-            manager.add_process(f"worker.{i + 1}", commands["worker"], env=child_env, cwd=str(ROOT))
-        manager.loop()
-        sys.exit(manager.returncode or 0)
+    def invoke(self, ctx: click.Context) -> None:
+        missing = self.error.name or str(self.error)
+        raise click.ClickException(
+            f"'offload {self.name}' is part of Offload's dev kit, which needs the dev extra "
+            f"({missing} is not installed). Install it with: {INSTALL_HINT}"
+        )
 
 
-def _register_commands() -> None:
-    """Sub-commands that live in their own modules."""
-    from services.demo import demo
-    from services.devorg.cli import org
-    from services.jobs_cli import jobs
-
-    main.add_command(org)
-    main.add_command(demo)
-    main.add_command(jobs)
-
-
-_register_commands()
+def _load(entry_point: EntryPoint) -> click.Command:
+    """The entry point's command, or a stand-in that names the missing extra."""
+    try:
+        command = entry_point.load()
+    except ImportError as exc:
+        return _MissingExtra(entry_point.name, exc)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"entry point {entry_point.value} is not a click command")
+    return command
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import pytest
 import redis
 from rq import SimpleWorker
 
-from services.embedded_redis import EmbeddedRedis
-from services.queueing import SERIALIZER, make_queue, redis_from_url
+from devkit.embedded_redis import EmbeddedRedis
+from services.queue import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
 from services.sfids import to_18
 
@@ -96,7 +96,7 @@ def client(app):  # noqa: ANN001, ANN201 - Flask test client
 @pytest.fixture
 def run_jobs(redis_conn: redis.Redis):  # noqa: ANN201
     """Run every queued job in this process (SimpleWorker, burst); returns how many ran."""
-    from workers import PROCESSES
+    from services.processes import PROCESSES
 
     def run(queues: list[str] | None = None) -> None:
         names = queues or [p.queue for p in PROCESSES.values()]

@@ -33,9 +33,9 @@ from rq.worker import BaseWorker
 
 from services.errors import ConfigError
 from services.logs import configure_logging, event
-from services.queueing import SERIALIZER, make_queue, redis_from_url
+from services.processes import PROCESSES
+from services.queue import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
-from workers import PROCESSES
 from workers.heap import keep_heap_between_jobs
 from workers.supervisor import EXIT_GAVE_UP, EXIT_RETIRED, Supervisor
 from workers.worker import ForkingWorker, InProcessWorker, recovery_options

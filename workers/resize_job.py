@@ -20,13 +20,14 @@ import logging
 from pathlib import PurePosixPath
 from typing import Any
 
+from services import keys
 from services.errors import ImageRejected, PermanentJobError, SalesforceTransientError, TransientJobError
 from services.logs import event, log_context
-from services.loopguard import mark_own_output
-from services.salesforce import SalesforceClient
+from services.processes.resize_image import RENDITION_MARKER_FIELD, VARIANT_FIELD
+from services.queue.loopguard import mark_own_output
+from services.salesforce.client import SalesforceClient
 from services.sfids import key_prefix, to_18
 from workers.imaging import Rendition, Variant, parse_variants, render_variants
-from workers.resize_image import RENDITION_MARKER_FIELD, VARIANT_FIELD
 from workers.runner import JobContext
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,9 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "tif", "tiff", "heic", "heif")
 SOURCE_FIELDS = ("Id", "ContentDocumentId", "Title", "PathOnClient", "FileExtension", "ContentSize",
                  "FirstPublishLocationId", RENDITION_MARKER_FIELD)
-LOCK_PREFIX = "offload:lock:rendition:"
+LOCK_PREFIX = keys.RENDITION_LOCK_PREFIX
 LOCK_TTL = 300
-IN_FLIGHT_PREFIX = "offload:upload-in-flight:"
+IN_FLIGHT_PREFIX = keys.UPLOAD_IN_FLIGHT_PREFIX
 """Marks an upload whose outcome we never heard (timeout, dropped connection) until Salesforce has settled."""
 
 

@@ -29,9 +29,9 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from services import metrics
 from services.errors import PermanentJobError, UnknownProcess
 from services.logs import event, log_context
+from services.ops import counters as metrics
 from services.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,9 +61,9 @@ class JobContext:
         return self.envelope.get("orgId")
 
     def salesforce(self) -> Any:
-        """The Salesforce client for this job (built on first use; see :mod:`services.salesforce`)."""
+        """The Salesforce client for this job (built on first use; see :mod:`services.salesforce.client`)."""
         if self._salesforce is None:
-            from services.salesforce import client_for_job
+            from services.salesforce.client import client_for_job
 
             self._salesforce = client_for_job(self)
         return self._salesforce
@@ -80,7 +80,7 @@ def _attempt(job: Job | None) -> tuple[int, bool]:
 
 def execute(envelope: dict[str, Any]) -> dict[str, Any]:
     """Run one job envelope; return the handler's result (stored by RQ as JSON)."""
-    from workers import PROCESSES
+    from services.processes import PROCESSES
 
     job = get_current_job()
     name = envelope.get("process", "")

@@ -44,7 +44,7 @@ from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
 from services.logs import event
-from services.queueing import SERIALIZER
+from services.queue import SERIALIZER
 
 __all__ = ["EXIT_GAVE_UP", "EXIT_RETIRED", "Supervisor", "recover_abandoned_job"]
 

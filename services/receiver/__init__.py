@@ -30,8 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             client to use; other keys update ``app.config``. Without it, settings
             come from the environment and are validated for the ``web`` role.
     """
-    from services import dashboard, metrics
-    from services.receiver import callouts, errors, health, openapi, outbound, runtime
+    from services.receiver import callouts, dashboard, errors, health, metrics, openapi, outbound, runtime
 
     config = dict(config or {})
     settings = config.pop("OFFLOAD_SETTINGS", None)

@@ -18,13 +18,13 @@ from werkzeug.sansio.utils import get_current_url
 
 from services.errors import InvalidRequest, JobNotFound, UnknownProcess, UnsupportedMediaType
 from services.logs import event, log_context
-from services.queueing import fetch_job
+from services.ops.jobview import describe_job
+from services.processes import PROCESSES
+from services.processes.base import Process
+from services.queue import fetch_job
 from services.receiver import intake
 from services.receiver.auth import authenticate_callout, check_fresh
-from services.receiver.jobview import describe_job
 from services.receiver.runtime import get_runtime
-from workers import PROCESSES
-from workers.registry import Process
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from marshmallow import Schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.clock import utc_iso
-from services.loopguard import own_output_key
-from services.queueing import Delivery, admit
+from services.processes.base import Process
+from services.queue import Delivery, admit
+from services.queue.loopguard import own_output_key
 from services.receiver.runtime import Runtime
-from workers.registry import Process
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, request
 from marshmallow import Schema, fields
 
-from workers import PROCESSES
+from services.processes import PROCESSES
 
 bp = Blueprint("openapi", __name__)
 

@@ -19,6 +19,8 @@ from werkzeug.exceptions import HTTPException
 
 from services.errors import EnqueueFailed, InvalidRequest, OffloadError, UnknownProcess, UnsupportedMediaType
 from services.logs import event, log_context
+from services.processes import PROCESSES
+from services.processes.base import Process
 from services.receiver import intake
 from services.receiver.auth import check_org
 from services.receiver.runtime import Runtime, get_runtime
@@ -29,10 +31,8 @@ from services.receiver.soap import (
     fault_response,
     parse_outbound_message,
 )
-from services.sessions import store_session
+from services.salesforce.sessions import store_session
 from services.sfids import to_18
-from workers import PROCESSES
-from workers.registry import Process
 
 logger = logging.getLogger(__name__)
 

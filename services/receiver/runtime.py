@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, current_app
 
-from services.queueing import redis_from_url
+from services.queue import redis_from_url
 from services.settings import Settings
 
 

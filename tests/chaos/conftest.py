@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaoskit import FAST_RETRY_ENV
 
-from services.devstack import LocalStack
-from services.embedded_redis import EmbeddedRedis, find_redis_server
+from devkit.devstack import LocalStack
+from devkit.embedded_redis import EmbeddedRedis, find_redis_server
+from tests.support.chaos import FAST_RETRY_ENV
 
 
 @pytest.fixture

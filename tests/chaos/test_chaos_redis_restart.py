@@ -20,7 +20,10 @@ import time
 
 import pytest
 import redis
-from chaoskit import (
+
+from devkit.devstack import LocalStack
+from devkit.org.faults import FaultRule
+from tests.support.chaos import (
     FAST_RETRY_ENV,
     assert_exactly_once,
     assert_nothing_stuck,
@@ -29,10 +32,7 @@ from chaoskit import (
     wait_all_ended,
     wait_for,
 )
-from orgtools import renditions_of
-
-from services.devorg.faults import FaultRule
-from services.devstack import LocalStack
+from tests.support.orgtools import renditions_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 

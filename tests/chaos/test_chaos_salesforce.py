@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import pytest
 import redis
-from chaoskit import assert_exactly_once, assert_nothing_stuck, callout, seed_photos, wait_all_ended, wait_for
 from rq.registry import FinishedJobRegistry
 
-from services.devorg.faults import FaultRule
-from services.devstack import LocalStack
+from devkit.devstack import LocalStack
+from devkit.org.faults import FaultRule
+from tests.support.chaos import (
+    assert_exactly_once,
+    assert_nothing_stuck,
+    callout,
+    seed_photos,
+    wait_all_ended,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 

@@ -11,7 +11,12 @@ import time
 
 import pytest
 import redis
-from chaoskit import (
+from rq.job import Job
+
+from devkit.devstack import LocalStack
+from devkit.org.faults import FaultRule
+from services.queue import SERIALIZER
+from tests.support.chaos import (
     assert_exactly_once,
     assert_nothing_stuck,
     busy_horses,
@@ -20,12 +25,7 @@ from chaoskit import (
     wait_all_ended,
     wait_for,
 )
-from orgtools import renditions_of
-from rq.job import Job
-
-from services.devorg.faults import FaultRule
-from services.devstack import LocalStack
-from services.queueing import SERIALIZER
+from tests.support.orgtools import renditions_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.procfile import procfile_commands
+from devkit.procfile import PROCESS_TYPES, procfile_commands
 from services.settings import declared, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,7 @@ def test_app_json_describes_every_variable_heroku_does_not_set() -> None:
 
 
 def test_procfile_is_the_contract() -> None:
-    commands = procfile_commands()
-    assert commands["web"].startswith("gunicorn --config gunicorn.conf.py services.receiver.wsgi:app")
-    assert commands["worker"] == "python -m workers"
+    """The repository's Procfile (what Heroku runs) and the dev kit's copy of it say the same."""
+    assert procfile_commands(ROOT / "Procfile") == PROCESS_TYPES
+    assert PROCESS_TYPES["web"] == "gunicorn --config python:services.receiver.gunicorn_conf services.receiver.wsgi:app"
+    assert PROCESS_TYPES["worker"] == "python -m workers"

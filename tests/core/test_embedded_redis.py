@@ -9,9 +9,9 @@ import pytest
 import redis
 from rq import SimpleWorker
 
-from services import embedded_redis
-from services.embedded_redis import EmbeddedRedis
-from services.queueing import SERIALIZER, make_queue
+from devkit import embedded_redis
+from devkit.embedded_redis import EmbeddedRedis
+from services.queue import SERIALIZER, make_queue
 
 
 def _runs_an_rq_job(url: str) -> None:

@@ -1,4 +1,4 @@
-"""The receiver writes RQ jobs itself (services.queueing.admit): they must be RQ 2.12 jobs in every way.
+"""The receiver writes RQ jobs itself (services.queue.admit): they must be RQ 2.12 jobs in every way.
 
 Checked against RQ's own ``Queue.enqueue_many`` (what the receiver used before), field by field, and by
 running the jobs with a real ``SimpleWorker``: success, failure with retries, and ``Job.fetch``. If an RQ
@@ -18,8 +18,8 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import Job, JobStatus
 
 from services.errors import EnqueueFailed
-from services.loopguard import mark_own_output, own_output_key
-from services.queueing import JOB_FUNCTION, SERIALIZER, Delivery, admit, enqueue_deliveries, fetch_job, make_queue
+from services.queue import JOB_FUNCTION, SERIALIZER, Delivery, admit, enqueue_deliveries, fetch_job, make_queue
+from services.queue.loopguard import mark_own_output, own_output_key
 
 CV = "0685g00000XyZaBAAV"
 TIME_FIELDS = {"created_at", "enqueued_at"}
@@ -32,7 +32,7 @@ def _delivery(key: str, record: str = CV, **kwargs: Any) -> Delivery:
 
 
 def _rq_reference(conn: redis.Redis, d: Delivery, intervals: list[int]) -> str:
-    """The same delivery enqueued the way services.queueing did it before (RQ's enqueue_many)."""
+    """The same delivery enqueued the way services.queue did it before (RQ's enqueue_many)."""
     job_id = "reference-" + d.job_id
     pipe = conn.pipeline()
     make_queue(d.queue, conn).enqueue_many([Queue.prepare_data(
@@ -173,8 +173,8 @@ def test_a_wrong_type_key_fails_loudly_and_keeps_earlier_jobs_consistent(redis_c
 
 
 def test_the_hand_packed_command_is_what_redis_py_sends(redis_conn: redis.Redis) -> None:
-    """services.queueing packs the script call itself; the bytes must equal redis-py's own packing."""
-    from services.queueing import _pack
+    """services.queue packs the script call itself; the bytes must equal redis-py's own packing."""
+    from services.queue import _pack
 
     conn = redis_conn.connection_pool.make_connection()
     for args in (("EVALSHA", "0" * 40, 2, "k1", "k2", 86400, b"\x00\xffzlib", "ünïcode ✓"), ("SCRIPT", "LOAD", "")):
@@ -184,7 +184,7 @@ def test_the_hand_packed_command_is_what_redis_py_sends(redis_conn: redis.Redis)
 def test_the_enqueue_stamp_is_rq_s_format() -> None:
     from datetime import UTC, datetime
 
-    from services.queueing import _TIMESTAMP_FORMAT, _rq_timestamp
+    from services.queue import _TIMESTAMP_FORMAT, _rq_timestamp
 
     for moment in (datetime.now(UTC), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
                    datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)):
@@ -194,7 +194,7 @@ def test_the_enqueue_stamp_is_rq_s_format() -> None:
 def test_the_script_connection_is_reused_and_dropped_after_an_error(redis_conn: redis.Redis,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """One kept-aside connection per client and process; a failed exchange never leaves it for the next request."""
-    from services import queueing
+    from services import queue as queueing
 
     enqueue_deliveries(redis_conn, [_delivery("c1")], dedupe_ttl=90000)
     [kept] = queueing._script_connections._idle[redis_conn]
@@ -215,7 +215,7 @@ def test_the_script_connection_is_reused_and_dropped_after_an_error(redis_conn: 
 
 def test_a_forked_child_does_not_share_the_parent_s_script_connection(redis_conn: redis.Redis,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from services import queueing
+    from services import queue as queueing
 
     enqueue_deliveries(redis_conn, [_delivery("p1")], dedupe_ttl=90000)
     [parent_conn] = queueing._script_connections._idle[redis_conn]

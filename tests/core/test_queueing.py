@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from services.errors import EnqueueFailed
-from services.queueing import Delivery, backoff_intervals, enqueue_deliveries, fetch_job, redis_from_url
+from services.queue import Delivery, backoff_intervals, enqueue_deliveries, fetch_job, redis_from_url
 
 
 def _delivery(key: str, record: str = "0685g00000XyZaBAAV") -> Delivery:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from services.embedded_redis import free_port
+from devkit.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 

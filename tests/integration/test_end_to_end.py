@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from orgtools import create_record, renditions_of, upload_file
-from stacktools import wait_for
-from tests_support_images import photo_jpeg
 
+from devkit.devstack import LocalStack
+from devkit.org.callouts import apex_callout
 from services.clock import utc_iso
-from services.devorg.callouts import apex_callout
-from services.devstack import LocalStack
 from services.signing import sign
+from tests.support.images import photo_jpeg
+from tests.support.orgtools import create_record, renditions_of, upload_file
+from tests.support.stacktools import wait_for
 
 pytestmark = pytest.mark.integration
 

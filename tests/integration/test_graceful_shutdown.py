@@ -8,7 +8,7 @@ rq's ``HerokuWorker`` horse ignores SIGTERM, the worker forwards SIGRTMIN to it,
 horse gets the same exception. Either way a job still running fails *with its retries* and goes
 back through the ``ScheduledJobRegistry`` instead of vanishing. The scheduler child releases its
 lock on SIGTERM, so the next worker's scheduler can enqueue the retry at once.
-``services.procfile.stop`` signals the whole process group, like Heroku.
+``devkit.procfile.stop`` signals the whole process group, like Heroku.
 
 A slow org (the emulator holds ``GET .../VersionData``) keeps a job in flight when SIGTERM arrives.
 """
@@ -20,16 +20,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from orgtools import create_record, renditions_of, upload_file
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
-from stacktools import submit, wait_for
-from tests_support_images import photo_jpeg
 
-from services.devorg.faults import FaultRule
-from services.devstack import LocalStack
-from services.procfile import stop
-from services.queueing import SERIALIZER
+from devkit.devstack import LocalStack
+from devkit.org.faults import FaultRule
+from devkit.procfile import stop
+from services.queue import SERIALIZER
+from tests.support.images import photo_jpeg
+from tests.support.orgtools import create_record, renditions_of, upload_file
+from tests.support.stacktools import submit, wait_for
 
 pytestmark = pytest.mark.integration
 

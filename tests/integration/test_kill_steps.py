@@ -33,16 +33,16 @@ from dataclasses import dataclass
 import psutil
 import pytest
 import redis
-from orgtools import create_record, renditions_of, upload_file
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
-from stacktools import submit, wait_for
-from tests_support_images import photo_jpeg
 
-from services.devorg.faults import FaultRule
-from services.devstack import COMPLETION_EVENT, LocalStack
-from services.procfile import stop
-from services.queueing import SERIALIZER
+from devkit.devstack import COMPLETION_EVENT, LocalStack
+from devkit.org.faults import FaultRule
+from devkit.procfile import stop
+from services.queue import SERIALIZER
+from tests.support.images import photo_jpeg
+from tests.support.orgtools import create_record, renditions_of, upload_file
+from tests.support.stacktools import submit, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,15 +14,15 @@ import time
 import psutil
 import pytest
 import redis
-from orgtools import create_record, renditions_of, upload_file
 from rq.job import Job, JobStatus
 from rq.worker import Worker
-from stacktools import submit, wait_for
-from tests_support_images import photo_jpeg
 
-from services.devorg.faults import FaultRule
-from services.devstack import LocalStack
-from services.queueing import SERIALIZER
+from devkit.devstack import LocalStack
+from devkit.org.faults import FaultRule
+from services.queue import SERIALIZER
+from tests.support.images import photo_jpeg
+from tests.support.orgtools import create_record, renditions_of, upload_file
+from tests.support.stacktools import submit, wait_for
 from workers.worker import HEARTBEAT_TTL
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import redis
-from ops_support import PASSWORD, QUEUE, SESSION_REF, build_app, envelope
 from rq import SimpleWorker
 from rq.job import Job
 
-from services.queueing import SERIALIZER, Delivery, enqueue_deliveries, fetch_job, make_queue
+from services.queue import SERIALIZER, Delivery, enqueue_deliveries, fetch_job, make_queue
 from services.settings import Settings
+from tests.support.ops import PASSWORD, QUEUE, SESSION_REF, build_app, envelope
 
 
 @pytest.fixture

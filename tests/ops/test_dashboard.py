@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import redis
-from ops_support import ADMIN, PASSWORD, QUEUE, SESSION_REF, basic, envelope
 from rq import Worker
 from rq.job import Job, requeue_job
 
-from services import dashboard
-from services.queueing import SERIALIZER, fetch_job
+from services.queue import SERIALIZER, fetch_job
+from services.receiver import dashboard
+from tests.support.ops import ADMIN, PASSWORD, QUEUE, SESSION_REF, basic, envelope
 
 
 def test_without_a_password_every_dashboard_url_says_it_is_off_and_how_to_turn_it_on(off_client: Any) -> None:
@@ -199,7 +199,7 @@ def test_delete_from_the_dashboard_works_on_json_jobs(ops_client: Any, failed_jo
 
 def test_with_the_dashboard_off_other_404s_and_their_metrics_are_unchanged(off_client: Any) -> None:
     """The "off" answer comes from the 404 handler now: other paths still get the receiver's own 404."""
-    from services import metrics
+    from services.ops import collectors as metrics
 
     missing = off_client.get("/no-such-page")
     assert missing.status_code == 404

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner, Result
-from ops_support import QUEUE, SESSION_REF, envelope
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result as RqResult
 
-from services import jobs_admin
-from services.jobs_cli import jobs
-from services.queueing import SERIALIZER, fetch_job, make_queue
+from services.ops import jobs as jobs_admin
+from services.ops.cli import jobs
+from services.queue import SERIALIZER, fetch_job, make_queue
+from tests.support.ops import QUEUE, SESSION_REF, envelope
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from ops_support import SESSION_REF, envelope
 from rq.job import Job
 
 from services.logs import JsonFormatter, LogfmtFormatter, bind, current_context, event, log_context
+from tests.support.ops import SESSION_REF, envelope
 
 logger = logging.getLogger("offload.test.ops")
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 import redis
-from ops_support import ADMIN, QUEUE, basic
 from prometheus_client.parser import text_string_to_metric_families
 from rq.job import Job
 
-from services import metrics
-from services.queueing import redis_from_url
+from services.ops import collectors, counters
+from services.queue import Delivery, admit, redis_from_url
+from services.queue.loopguard import mark_own_output, own_output_key
+from tests.support.ops import ADMIN, QUEUE, basic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,19 +64,21 @@ def test_requests_are_counted_by_endpoint_and_status(ops_client: Any) -> None:
 
 def test_intake_and_job_counters_are_shared_through_redis(ops_client: Any, redis_url: str) -> None:
     web, worker = redis_from_url(redis_url), redis_from_url(redis_url)  # two processes' clients
-    metrics.intake(web, "resize-image", enqueued=3, duplicates=1)
-    metrics.skipped(web, "resize-image")
-    metrics.enqueued(web, "resize-image", 2)
-    metrics.duplicate(web, "resize-image")
-    metrics.job_finished(worker, "resize-image", "succeeded", 0.3, 1.5)
-    metrics.job_finished(worker, "resize-image", "succeeded", 4.0, 0.05)
-    metrics.job_finished(worker, "resize-image", "retried", 700.0, None)
-    metrics.job_finished(worker, "resize-image", "failed", 2.0, 20.0)
-    metrics.salesforce_calls(worker, 5)
+    # The enqueue script counts intake itself: 3 new, the first again (duplicate), one guarded (skipped).
+    deliveries = [_delivery(f"metrics-{i}") for i in range(3)]
+    admit(web, deliveries, dedupe_ttl=60)
+    admit(web, deliveries[:1], dedupe_ttl=60)
+    mark_own_output(web, ["0685g00000AbCdEAAV"])
+    admit(web, [_delivery("metrics-guarded")], dedupe_ttl=60, guard_keys=[own_output_key("0685g00000AbCdEAAV")])
+    counters.job_finished(worker, "resize-image", "succeeded", 0.3, 1.5)
+    counters.job_finished(worker, "resize-image", "succeeded", 4.0, 0.05)
+    counters.job_finished(worker, "resize-image", "retried", 700.0, None)
+    counters.job_finished(worker, "resize-image", "failed", 2.0, 20.0)
+    counters.salesforce_calls(worker, 5)
     s = scrape(ops_client)
     proc = (("process", "resize-image"),)
-    assert s[("offload_deliveries_enqueued_total", proc)] == 5
-    assert s[("offload_deliveries_duplicates_total", proc)] == 2
+    assert s[("offload_deliveries_enqueued_total", proc)] == 3
+    assert s[("offload_deliveries_duplicates_total", proc)] == 1
     assert s[("offload_deliveries_skipped_total", proc)] == 1
     for outcome, n in (("succeeded", 2), ("retried", 1), ("failed", 1)):
         assert s[("offload_job_attempts_total", (("outcome", outcome), ("process", "resize-image")))] == n
@@ -98,21 +101,6 @@ def test_intake_and_job_counters_are_shared_through_redis(ops_client: Any, redis
     assert s[(f"{wait}_count", proc)] == 3  # the attempt without a queue wait is not observed
 
 
-def test_intake_outcomes_counts_what_the_receiver_did(ops_client: Any, redis_conn: redis.Redis) -> None:
-    from services.receiver.intake import Outcome
-
-    outcomes = [Outcome(record_id="a", job_id="j1"), Outcome(record_id="b", job_id="j0", duplicate=True),
-                Outcome(record_id="c", skipped="this record is a rendition Offload wrote"),
-                Outcome(record_id="d", job_id="j2")]
-    metrics.intake_outcomes(redis_conn, "resize-image", outcomes)
-    s = scrape(ops_client)
-    proc = (("process", "resize-image"),)
-    assert s[("offload_deliveries_enqueued_total", proc)] == 2
-    assert s[("offload_deliveries_duplicates_total", proc)] == 1
-    assert s[("offload_deliveries_skipped_total", proc)] == 1
-    assert redis_conn.hget(metrics.INTAKE_HASH, metrics.intake_field("skipped", "resize-image")) == b"1"
-
-
 def test_queue_depth_workers_and_registries(ops_client: Any, enqueue: Callable[..., Job],
                                             failed_job: Job) -> None:
     enqueue()
@@ -126,9 +114,8 @@ def test_queue_depth_workers_and_registries(ops_client: Any, enqueue: Callable[.
 
 
 def test_salesforce_daily_limit_from_what_the_workers_store(ops_client: Any, redis_conn: redis.Redis) -> None:
-    from services.salesforce import USAGE_KEY, ApiUsage, record_usage
+    from services.salesforce.client import ApiUsage, record_usage
 
-    assert metrics.SF_USAGE_KEY == USAGE_KEY
     assert ("offload_salesforce_daily_api_remaining", ()) not in scrape(ops_client)  # nothing stored yet
     record_usage(redis_conn, ApiUsage(used=1200, limit=15000))
     s = scrape(ops_client)
@@ -142,43 +129,42 @@ def test_a_redis_outage_never_fails_a_job_or_a_scrape() -> None:
     from redis.retry import Retry
 
     down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    metrics.job_finished(down, "resize-image", "succeeded", 1.0, 1.0)  # logs a warning, no exception
-    metrics.intake(down, "resize-image", enqueued=1)
-    metrics.salesforce_calls(down)
-    text = metrics.render(down).decode()
+    counters.job_finished(down, "resize-image", "succeeded", 1.0, 1.0)  # logs a warning, no exception
+    counters.salesforce_calls(down)
+    text = collectors.render(down).decode()
     assert "offload_redis_up 0.0" in text
 
 
 def test_job_finished_refuses_an_unknown_outcome(redis_conn: redis.Redis) -> None:
     with pytest.raises(ValueError, match="succeeded, failed, retried"):
-        metrics.job_finished(redis_conn, "resize-image", "crashed", 1.0)
+        counters.job_finished(redis_conn, "resize-image", "crashed", 1.0)
 
 
 def test_queue_wait_is_start_minus_enqueue(enqueue: Callable[..., Job]) -> None:
     from datetime import timedelta
 
     job = enqueue()
-    assert metrics.queue_wait_seconds(job) is None  # not started yet
+    assert counters.queue_wait_seconds(job) is None  # not started yet
     job.started_at = job.enqueued_at + timedelta(seconds=42)
-    assert metrics.queue_wait_seconds(job) == pytest.approx(42)
+    assert counters.queue_wait_seconds(job) == pytest.approx(42)
 
 
 def test_request_metrics_add_up_across_forked_gunicorn_workers(tmp_path: Path, redis_url: str) -> None:
     """Multiprocess mode, as gunicorn with preload_app forks workers from one imported app."""
     script = textwrap.dedent(f"""
         import os
-        from services import metrics
+        from services.ops import collectors
         pids = []
         for _ in range(3):
             pid = os.fork()
             if pid == 0:
-                metrics.request_finished("callouts.submit_callout", 202, 0.02)
+                collectors.request_finished("callouts.submit_callout", 202, 0.02)
                 os._exit(0)
             pids.append(pid)
         for pid in pids:
             os.waitpid(pid, 0)
-        from services.queueing import redis_from_url
-        print(metrics.render(redis_from_url({redis_url!r})).decode())
+        from services.queue import redis_from_url
+        print(collectors.render(redis_from_url({redis_url!r})).decode())
     """)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -203,7 +189,7 @@ def test_the_receivers_own_intake_is_counted(ops_client: Any, redis_conn: redis.
     """The enqueue script counts what it did: a new callout, its repeat, and a loop-guard skip."""
     import json as json_
 
-    from services.loopguard import mark_own_output
+    from services.queue.loopguard import mark_own_output
     from services.signing import sign
 
     def post(payload: dict[str, str]) -> int:
@@ -220,3 +206,8 @@ def test_the_receivers_own_intake_is_counted(ops_client: Any, redis_conn: redis.
     assert s[("offload_deliveries_enqueued_total", proc)] == 1
     assert s[("offload_deliveries_duplicates_total", proc)] == 1
     assert s[("offload_deliveries_skipped_total", proc)] == 1
+
+
+def _delivery(key: str) -> Delivery:
+    return Delivery(queue="resize-image", dedupe_key=key, envelope={"process": "resize-image", "payload": {}},
+                    description="metrics test", retries=0)

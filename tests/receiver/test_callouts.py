@@ -7,12 +7,12 @@ import json
 
 import pytest
 import redis
-from helpers import now_iso, signed_post
 
-from services.loopguard import mark_own_output
+from services.queue.loopguard import mark_own_output
 from services.receiver import create_app
 from services.settings import Settings
 from services.signing import sign
+from tests.support.receiver import now_iso, signed_post
 
 CV = "0685g00000XyZaBAAV"
 ACCOUNT = "0015g00000QwErTAAV"

@@ -25,17 +25,17 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from helpers import fixture_bytes
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from services.clock import utc_iso
 from services.errors import OffloadError
-from services.queueing import Delivery
+from services.processes import PROCESSES
+from services.queue import Delivery
 from services.receiver.soap import parse_outbound_message
 from services.sfids import checksum, to_18
 from services.signing import sign
-from workers import PROCESSES
+from tests.support.receiver import fixture_bytes
 
 SECRET = "test-secret-0123456789abcdef"
 API_KEY = "test-api-key-0123456789"

@@ -17,7 +17,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.versions.shortcuts import get_spec_version
 
-from workers import PROCESSES
+from services.processes import PROCESSES
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 CAMEL_CASE = re.compile(r"[a-z][a-zA-Z0-9]*")
@@ -132,7 +132,7 @@ def test_real_answers_match_the_documented_schemas(client, redis_conn) -> None:
     import jsonschema
     from referencing import Registry, Resource
 
-    from services.loopguard import mark_own_output
+    from services.queue.loopguard import mark_own_output
     from services.signing import sign
 
     document = client.get("/openapi.json").get_json()

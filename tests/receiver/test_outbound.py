@@ -6,11 +6,11 @@ import json
 import zlib
 
 import redis
-from helpers import fixture_bytes
 
 from services.receiver import create_app
-from services.sessions import SESSION_PREFIX, load_session
+from services.salesforce.sessions import SESSION_PREFIX, load_session
 from services.settings import Settings
+from tests.support.receiver import fixture_bytes
 
 SOAP = "text/xml; charset=utf-8"
 ACK = b"<Ack>true</Ack>"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.devorg import EmulatedOrg
-from services.devstack import offload_org_config, org_env
+from devkit.devstack import offload_org_config, org_env
+from devkit.org import EmulatedOrg
 from services.settings import Settings
 from workers import runner
 

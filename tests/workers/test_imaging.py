@@ -6,10 +6,10 @@ import hashlib
 import io
 import logging
 
-import imagegen as gen
 import pytest
 from PIL import Image
 
+import tests.support.imagegen as gen
 from services.errors import ConfigError, ImageRejected
 from workers.imaging import (
     DEFAULT_VARIANTS_SPEC,

@@ -12,10 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import imagegen as gen
 import pytest
 
-from workers.imaging_decode import HEIF_BRANDS, NON_HEIF_FORMATS, formats_for, is_heif
+import tests.support.imagegen as gen
+from workers.imaging.decode import HEIF_BRANDS, NON_HEIF_FORMATS, formats_for, is_heif
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Imported by the process registry or the job code, never needed to decode or encode an image.
@@ -43,7 +43,7 @@ LOADED = """
 """
 
 
-# ---------------------------------------------------------------- the package's lazy registry
+# ---------------------------------------------------------------- what each layer imports
 def test_importing_the_image_modules_leaves_job_libraries_out():
     result = run_child(
         "import json, sys\n"
@@ -51,51 +51,24 @@ def test_importing_the_image_modules_leaves_job_libraries_out():
         + f"""
 import workers.imaging
 print(json.dumps({{"job": loaded(*{JOB_ONLY!r}), "heif": loaded("pillow_heif"),
-                  "registry_built": "PROCESSES" in vars(sys.modules["workers"])}}))
+                  "registry_built": "services.processes" in sys.modules}}))
 """
     )
     assert result == {"job": [], "heif": [], "registry_built": False}
 
 
-def test_from_workers_import_still_gives_the_registry():
+def test_the_process_registry_loads_no_image_or_salesforce_code():
+    """The web app imports the registry; it must not pay for Pillow or simple-salesforce."""
     result = run_child(
-        """
-        import json
-        import workers
-        from workers import PROCESS_MODULES, PROCESSES, Process
-
-        print(json.dumps({
-            "names": sorted(PROCESSES),
-            "modules": list(PROCESS_MODULES),
-            "all_processes": all(isinstance(p, Process) for p in PROCESSES.values()),
-            "cached": workers.PROCESSES is PROCESSES and "PROCESSES" in vars(workers),
-            "listed": {"PROCESSES", "PROCESS_MODULES", "Process"} <= set(dir(workers)),
-        }))
-        """
+        "import json, sys\n"
+        + textwrap.dedent(LOADED)
+        + """
+from services.processes import PROCESSES, Process
+print(json.dumps({"names": sorted(PROCESSES), "all": all(isinstance(p, Process) for p in PROCESSES.values()),
+                  "heavy": loaded("PIL", "simple_salesforce", "workers")}))
+"""
     )
-    assert result == {
-        "names": ["resize-image"],
-        "modules": ["workers.resize_image"],
-        "all_processes": True,
-        "cached": True,
-        "listed": True,
-    }
-
-
-def test_unknown_names_still_fall_back_to_submodules():
-    result = run_child(
-        """
-        import json
-        from workers import registry
-
-        try:
-            from workers import no_such_name
-        except ImportError as exc:
-            error = type(exc).__name__
-        print(json.dumps({"submodule": registry.__name__, "error": error}))
-        """
-    )
-    assert result == {"submodule": "workers.registry", "error": "ImportError"}
+    assert result == {"names": ["resize-image"], "all": True, "heavy": []}
 
 
 # ---------------------------------------------------------------- pillow-heif only for HEIF files

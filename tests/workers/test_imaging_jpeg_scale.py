@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import struct
 
-import imagegen as gen
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat, JpegImagePlugin
 
-from workers import imaging_decode
+import tests.support.imagegen as gen
 from workers.imaging import Variant, render_variants
-from workers.imaging_decode import draft_jpeg, jpeg_frame_marker, libjpeg_scales_three_eighths
+from workers.imaging import decode as imaging_decode
+from workers.imaging.decode import draft_jpeg, jpeg_frame_marker, libjpeg_scales_three_eighths
 
 
 def lines_image(width: int, height: int) -> Image.Image:

@@ -1,4 +1,4 @@
-"""workers.imaging_png / imaging_resize: banded PNG decode and banded resizes match Pillow's one-pass result.
+"""workers.imaging.png / imaging_resize: banded PNG decode and banded resizes match Pillow's one-pass result.
 
 The PNGs are written by a small encoder here, so every filter type (None, Sub, Up, Average, Paeth) and
 odd chunking (many IDATs, empty IDATs, metadata after the pixels) is exercised on purpose, not left to
@@ -13,16 +13,17 @@ import random
 import struct
 import zlib
 
-import imagegen as gen
 import pytest
 from PIL import Image, ImageChops
 
+import tests.support.imagegen as gen
 from services.errors import ImageRejected
-from workers import imaging_png, imaging_resize
 from workers.imaging import Variant, render_variants
-from workers.imaging_ops import normalise_mode
-from workers.imaging_png import iter_bands, png_layout, resize_png
-from workers.imaging_resize import StreamingResizer, banded_resize, residual_kernel
+from workers.imaging import png as imaging_png
+from workers.imaging import resize as imaging_resize
+from workers.imaging.ops import normalise_mode
+from workers.imaging.png import iter_bands, png_layout, resize_png
+from workers.imaging.resize import StreamingResizer, banded_resize, residual_kernel
 
 LANCZOS = Image.Resampling.LANCZOS
 BICUBIC = Image.Resampling.BICUBIC
@@ -173,7 +174,7 @@ def test_resize_png_matches_pillow_resize_of_the_full_image(small_bands, mode, t
     assert banded is not None
     expected = _expected(data, size, gap, resample)
     assert banded.mode == expected.mode
-    # Equal but for float rounding of the per-batch resize box (see workers/imaging_resize.py).
+    # Equal but for float rounding of the per-batch resize box (see workers/imaging/resize.py).
     assert _max_diff(banded, expected) <= 1
 
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import redis
-from orgtools import create_record, renditions_of, upload_file
 from PIL import Image
-from tests_support_images import photo_jpeg
 
-from services.devorg.faults import FaultRule
-from services.queueing import Delivery, enqueue_deliveries, fetch_job
+from devkit.org.faults import FaultRule
+from services.queue import Delivery, enqueue_deliveries, fetch_job
+from tests.support.images import photo_jpeg
+from tests.support.orgtools import create_record, renditions_of, upload_file
 
 
 def enqueue(conn: redis.Redis, payload: dict, key: str, **extra: object) -> str:
@@ -140,7 +140,7 @@ def test_a_rendition_is_never_resized(org, worker_env, redis_conn, run_jobs, bad
 
 def test_the_orgs_api_usage_is_recorded_and_respected(org, worker_env, redis_conn, run_jobs) -> None:
     """Sforce-Limit-Info from real responses is kept; near the daily limit, jobs wait instead of calling."""
-    from services.salesforce import ApiUsage, latest_usage, record_usage
+    from services.salesforce.client import ApiUsage, latest_usage, record_usage
 
     account = create_record(org, "Account", Name="Limits")
     source = upload_file(org, account, photo_jpeg(800, 600), "limits.jpg")
@@ -163,7 +163,7 @@ def test_the_orgs_api_usage_is_recorded_and_respected(org, worker_env, redis_con
 def test_without_credentials_the_outbound_messages_session_is_used(org, worker_env, redis_conn, run_jobs,
                                                                      monkeypatch) -> None:
     """No Connected App configured: the job calls back with the message's (encrypted, referenced) session."""
-    from services.sessions import store_session
+    from services.salesforce.sessions import store_session
     from workers import runner
 
     for name in ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"):
@@ -185,7 +185,7 @@ def test_without_credentials_the_outbound_messages_session_is_used(org, worker_e
 
 
 def test_a_decompression_bomb_fails_once_with_a_clear_message(org, worker_env, redis_conn, run_jobs) -> None:
-    from imagegen import png_bomb
+    from tests.support.imagegen import png_bomb
 
     account = create_record(org, "Account", Name="Bomb")
     source = upload_file(org, account, png_bomb(30000, 30000), "innocent.png")

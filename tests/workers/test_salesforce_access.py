@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import redis
-from keys import jwt_keypair
 
-from services.devorg.faults import FaultRule
+from devkit.org.faults import FaultRule
 from services.errors import SalesforcePermanentError, SalesforceTransientError
-from services.salesforce import TimeoutSession, session_host_allowed
+from services.salesforce.client import TimeoutSession, session_host_allowed
+from services.salesforce.tokens import SharedToken, fetch_token, jwt_audience
 from services.settings import Settings
-from services.sftokens import SharedToken, fetch_token, jwt_audience
+from tests.support.keys import jwt_keypair
 
 
 def _session(org) -> TimeoutSession:  # noqa: ANN001

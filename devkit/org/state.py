@@ -1,0 +1,280 @@
+"""The in-memory org: records, platform events, API usage, tokens, faults and file bytes.
+
+One ``OrgState`` is shared by every request thread of the emulator, so every mutation
+happens under ``state.lock`` (re-entrant, so a composite request can hold it across its
+subrequests and roll back on failure). Validation lives in ``records.py``; this module only
+stores, timestamps and notifies.
+
+Read interface for the SOQL engine (``devkit/org/soql.py``):
+``all_records(sobject)`` and ``get_record(record_id)``, both returning copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services import sfids
+
+from .config import OrgConfig
+from .faults import FaultInjector
+from .keyprefixes import IdFactory, SObjectCatalog
+from .tokens import TokenStore
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[str, dict, bool], None]
+
+#: Fields Salesforce maintains itself; writes to them are refused (INVALID_FIELD_FOR_INSERT_UPDATE).
+SYSTEM_FIELDS = (
+    "Id",
+    "IsDeleted",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
+)
+
+
+def sf_datetime(moment: datetime | None = None) -> str:
+    """REST API dateTime format, e.g. ``2025-11-20T14:05:00.000+0000``."""
+    moment = moment or datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+class OrgState:
+    """Everything one emulated org remembers between requests."""
+
+    def __init__(self, config: OrgConfig | None = None, *, state_dir: str | Path | None = None):
+        self.config = config or OrgConfig()
+        if not sfids.is_valid_id(self.config.org_id) or not self.config.org_id.startswith("00D"):
+            raise ValueError(f"org_id {self.config.org_id!r} is not a valid 00D Id")
+        self.config.org_id = sfids.to_18(self.config.org_id)
+        self._owns_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="offload-devorg-"))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.blob_dir = self.state_dir / "blobs"
+        self.blob_dir.mkdir(exist_ok=True)
+        self.lock = threading.RLock()
+        self.catalog = SObjectCatalog(self.config)
+        self.ids = IdFactory()
+        self.tokens = TokenStore(self.config)
+        self.faults = FaultInjector()
+        self.listeners: list[Listener] = []
+        #: Hook for the Outbound Message sender (set by devkit/org/outbound.py).
+        self.outbound: Any = None
+        #: Extra Flask blueprints mounted by ``create_org_app`` (e.g. outbound-message admin routes).
+        self.admin_blueprints: list[Any] = []
+        #: Record Ids whose writes fail with UNABLE_TO_LOCK_ROW (admin: POST /_emulator/locks).
+        self.locked_ids: set[str] = set()
+        self.base_url = ""
+        self._reset_data()
+
+    # ----- lifecycle -------------------------------------------------------------------
+    def _reset_data(self) -> None:
+        self._records: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._deleted: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._fields: dict[str, dict[str, str]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.api_calls = 0
+        self.query_cursors: dict[str, tuple[list[dict], int, int]] = {}
+        self._pending: list[tuple[str, dict, bool]] | None = None
+        self.user_id = ""
+        for sobject, names in self.config.schema.items():
+            for name in names:
+                self.canonical_field(sobject, name)
+        self.user_id = self.insert(
+            "User",
+            {"Username": self.config.username, "LastName": "Integration", "IsActive": True},
+            notify=False,
+        )["Id"]
+
+    def reset(self) -> None:
+        """Forget all data (records, events, files, tokens, faults, usage); keep the config."""
+        with self.lock:
+            shutil.rmtree(self.blob_dir, ignore_errors=True)
+            self.blob_dir.mkdir(parents=True, exist_ok=True)
+            self.tokens.clear()
+            self.faults.clear()
+            self.locked_ids.clear()
+            self._reset_data()
+
+    def close(self) -> None:
+        """Remove the state directory if the org created it."""
+        if self._owns_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(sobject, record, created)`` after every committed create/update."""
+        self.listeners.append(listener)
+
+    # ----- field names -------------------------------------------------------------------
+    def canonical_field(self, sobject: str, name: str) -> str:
+        """The stored casing of ``name`` on ``sobject``, registering it on first sight."""
+        known = self._fields.setdefault(sobject.lower(), {})
+        return known.setdefault(name.lower(), name)
+
+    def known_field(self, sobject: str, name: str) -> str | None:
+        """The canonical casing if the field is known on this type (system fields always are)."""
+        for system in SYSTEM_FIELDS:
+            if system.lower() == name.lower():
+                return system
+        return self._fields.get(sobject.lower(), {}).get(name.lower())
+
+    def field_names(self, sobject: str) -> list[str]:
+        return list(self._fields.get(sobject.lower(), {}).values())
+
+    # ----- records ---------------------------------------------------------------------
+    def insert(
+        self, sobject: str, fields: dict[str, Any], *, record_id: str | None = None, notify: bool = True
+    ) -> dict[str, Any]:
+        """Store a new record (fields already validated) and return a copy of it."""
+        with self.lock:
+            now = sf_datetime()
+            rid = sfids.to_18(record_id) if record_id else self.ids.new_id(self.catalog.prefix(sobject))
+            record: dict[str, Any] = {"Id": rid}
+            for name, value in fields.items():
+                record[self.canonical_field(sobject, name)] = value
+            user = getattr(self, "user_id", None) or rid
+            for name, value in (
+                ("IsDeleted", False),
+                ("CreatedDate", now),
+                ("CreatedById", user),
+                ("LastModifiedDate", now),
+                ("LastModifiedById", user),
+                ("SystemModstamp", now),
+            ):
+                record.setdefault(name, value)
+            for name in record:
+                self.canonical_field(sobject, name)
+            self._records[rid] = (sobject, record)
+            if notify:
+                self._notify(sobject, record, True)
+            return dict(record)
+
+    def update(self, record_id: str, fields: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
+        """Apply ``fields`` to an existing record, bump its timestamps, return a copy."""
+        with self.lock:
+            sobject, record = self._records[sfids.to_18(record_id)]
+            for name, value in fields.items():
+                record[self.canonical_field(sobject, name)] = value
+            now = sf_datetime()
+            record["LastModifiedDate"] = now
+            record["SystemModstamp"] = now
+            if notify:
+                self._notify(sobject, record, False)
+            return dict(record)
+
+    def delete(self, record_id: str) -> None:
+        """Move a record to the recycle bin (``queryAll`` still sees it, IsDeleted true)."""
+        with self.lock:
+            sobject, record = self._records.pop(sfids.to_18(record_id))
+            record["IsDeleted"] = True
+            record["SystemModstamp"] = sf_datetime()
+            self._deleted[record["Id"]] = (sobject, record)
+
+    def get_record(self, record_id: str) -> tuple[str, dict] | None:
+        """``(sobject, copy of fields)`` for a live record, by 15- or 18-character Id."""
+        try:
+            rid = sfids.to_18(record_id)
+        except (ValueError, TypeError):
+            return None
+        with self.lock:
+            found = self._records.get(rid)
+            return (found[0], dict(found[1])) if found else None
+
+    def is_deleted(self, record_id: str) -> bool:
+        try:
+            return sfids.to_18(record_id) in self._deleted
+        except ValueError:
+            return False
+
+    def all_records(self, sobject: str, *, include_deleted: bool = False) -> list[dict]:
+        """Copies of every live record of ``sobject`` (case-insensitive), in creation order."""
+        lowered = sobject.lower()
+        with self.lock:
+            pools = [self._records, self._deleted] if include_deleted else [self._records]
+            return [dict(rec) for pool in pools for typ, rec in pool.values() if typ.lower() == lowered]
+
+    def find(self, sobject: str, **criteria: Any) -> list[dict]:
+        """Live records of ``sobject`` whose fields equal ``criteria`` (case-insensitive names)."""
+        wanted = {k.lower(): v for k, v in criteria.items()}
+        return [
+            r
+            for r in self.all_records(sobject)
+            if all({k.lower(): v for k, v in r.items()}.get(k) == v for k, v in wanted.items())
+        ]
+
+    # ----- platform events & usage -------------------------------------------------------
+    def publish_event(self, sobject: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keep a published platform event; returns the stored event (with EventUuid, ReplayId)."""
+        with self.lock:
+            event = {
+                "Id": self.ids.new_id(self.catalog.prefix(sobject)),
+                "type": sobject,
+                "EventUuid": str(uuid.uuid4()),
+                "ReplayId": len(self.events) + 1,
+                "CreatedDate": sf_datetime(),
+                "CreatedById": self.user_id,
+                "fields": dict(fields),
+            }
+            self.events.append(event)
+            return copy.deepcopy(event)
+
+    def count_api_call(self) -> int:
+        with self.lock:
+            self.api_calls += 1
+            return self.api_calls
+
+    # ----- transactions ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-none: on exception restore records/events and drop queued notifications.
+
+        Listeners only run after the outermost transaction commits, as Salesforce fires
+        outbound messages and triggers-on-commit only for committed work.
+        """
+        with self.lock:
+            outer = self._pending is None
+            snapshot = (copy.deepcopy(self._records), copy.deepcopy(self._deleted), list(self.events))
+            if outer:
+                self._pending = []
+            try:
+                yield
+            except BaseException:
+                self._records, self._deleted, self.events = snapshot
+                if outer:
+                    self._pending = None
+                raise
+            if outer:
+                pending, self._pending = self._pending or [], None
+                for item in pending:
+                    self._fire(*item)
+
+    def _notify(self, sobject: str, record: dict, created: bool) -> None:
+        if self._pending is not None:
+            self._pending.append((sobject, dict(record), created))
+        else:
+            self._fire(sobject, dict(record), created)
+
+    def _fire(self, sobject: str, record: dict, created: bool) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(sobject, dict(record), created)
+            except Exception:
+                logger.exception("org listener %r failed on %s %s", listener, sobject, record.get("Id"))
+
+    # ----- files ---------------------------------------------------------------------------
+    def blob_path(self, version_id: str) -> Path:
+        """Where the bytes of a ContentVersion live on disk."""
+        return self.blob_dir / sfids.to_18(version_id)

@@ -1,0 +1,56 @@
+"""Every Redis key Offload writes besides rq's own, in one place.
+
+All of them start with ``offload:``, so an operator can tell them from rq's ``rq:*`` keys at a
+glance (``redis-cli --scan --pattern 'offload:*'``), and no two modules can pick the same name.
+Keys that hold one value per thing are built by the functions here; the rest are constants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "offload:"
+
+# --- intake (web) ------------------------------------------------------------------------------------
+LEDGER_PREFIX = PREFIX + "ledger:"
+"""``ledger:<sha256 of the delivery key>`` -> job id: one delivery is taken once (``OFFLOAD_DEDUPE_TTL``)."""
+
+OWN_OUTPUT_PREFIX = PREFIX + "own:"
+"""``own:<18-char id>``: a record Offload wrote itself; the receiver skips work for it (loop guard)."""
+
+# --- metrics (web and workers) -----------------------------------------------------------------------
+METRICS_PREFIX = PREFIX + "metrics:"
+INTAKE_COUNTERS = METRICS_PREFIX + "intake"
+"""Hash the enqueue script counts into: ``enqueued|<process>``, ``duplicates|...``, ``skipped|...``."""
+JOB_ATTEMPTS = METRICS_PREFIX + "attempts"
+"""Hash ``<process>|<outcome>`` -> job attempts."""
+JOB_DURATION = METRICS_PREFIX + "job_duration"
+"""Histogram hash: ``<process>|<le>``, ``<process>|sum``, ``<process>|count``."""
+QUEUE_WAIT = METRICS_PREFIX + "queue_wait"
+"""Histogram hash, as :data:`JOB_DURATION`."""
+SALESFORCE_CALLS = METRICS_PREFIX + "salesforce_calls"
+"""Counter of Salesforce API calls the workers made."""
+
+# --- Salesforce (workers) ----------------------------------------------------------------------------
+SALESFORCE_API_USAGE = PREFIX + "sf-api-usage"
+"""JSON ``{"used", "limit"}``: the org's daily API usage, from the latest ``Sforce-Limit-Info``."""
+TOKEN_PREFIX = PREFIX + "sf-token:"
+"""``sf-token:<hash of the identity>``: a cached OAuth access token, shared by a dyno's work processes."""
+SESSION_PREFIX = PREFIX + "session:"
+"""``session:<random ref>``: an Outbound Message session id, encrypted, for the job that carries the ref."""
+
+# --- renditions (workers) ----------------------------------------------------------------------------
+RENDITION_LOCK_PREFIX = PREFIX + "lock:rendition:"
+"""``lock:rendition:<source ContentVersion id>``: one job at a time writes a source's renditions."""
+UPLOAD_IN_FLIGHT_PREFIX = PREFIX + "upload-in-flight:"
+"""``upload-in-flight:<source id>:<variant>``: an upload whose answer was lost may still commit."""
+
+
+def ledger(delivery_key: str) -> str:
+    """The ledger key for a delivery (hashed: delivery keys can be long and hold caller text)."""
+    return LEDGER_PREFIX + hashlib.sha256(delivery_key.encode("utf-8")).hexdigest()
+
+
+def own_output(record_id_18: str) -> str:
+    """The loop-guard key of a record Offload wrote (the id already in its 18-character form)."""
+    return OWN_OUTPUT_PREFIX + record_id_18

@@ -1,0 +1,82 @@
+"""What a process declaration is: :class:`Process`.
+
+A *process* is one kind of external work (``resize-image``). Its module in
+``services/processes/`` declares a :class:`Process`: the name Salesforce uses in URLs,
+the marshmallow schema of its JSON payload, the dotted path of its handler,
+and how to build a payload from an Outbound Message notification. The
+receiver's routes, validation and OpenAPI document, the dashboard and the
+docs are all generated from :data:`services.processes.PROCESSES`; adding a process means
+adding one module and naming it there.
+
+Declarations are imported by the web app, so they hold no image or Salesforce code: a handler is a
+dotted path that only a worker imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema
+
+NotificationFields = Mapping[str, "str | None"]
+
+
+@dataclass(frozen=True)
+class Process:
+    """One kind of work Salesforce can hand to Offload.
+
+    Attributes:
+        name: URL segment and queue name, lowercase with dashes (``resize-image``).
+        summary: One line for OpenAPI and the docs.
+        schema: Validates and normalizes the JSON payload of a callout.
+        handler: Dotted path of ``fn(payload, ctx) -> dict``; imported only in workers.
+        from_notification: Builds the payload from an Outbound Message notification
+            (its sObject type and fields); raises ``ValueError`` when it can't.
+        skip_reason: Loop guard: returns why a notification or payload must not be
+            processed (for example, it is Offload's own output), or None.
+        result_schema: Documents the handler's result in OpenAPI.
+        timeout: Seconds a job may run.
+    """
+
+    name: str
+    summary: str
+    schema: type[Schema]
+    handler: str
+    from_notification: Callable[[str, NotificationFields], dict[str, Any]]
+    skip_reason: Callable[[str | None, Mapping[str, Any]], str | None] = lambda sobject, fields: None
+    result_schema: type[Schema] | None = None
+    timeout: int = 600
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", self.name):
+            raise ValueError(f"process name {self.name!r} must be lowercase words joined by dashes")
+
+    @property
+    def queue(self) -> str:
+        """Each process has its own queue, so operators can prioritize and scale them apart."""
+        return self.name
+
+    @property
+    def operation_id(self) -> str:
+        """camelCase id for OpenAPI / External Services (``resize-image`` -> ``resizeImage``)."""
+        head, *rest = self.name.split("-")
+        return head + "".join(word.capitalize() for word in rest)
+
+    def load_handler(self) -> Callable[..., dict[str, Any]]:
+        """Import the handler (worker side only)."""
+        module_name, _, attr = self.handler.rpartition(".")
+        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+
+
+def registry_of(*processes: Process) -> dict[str, Process]:
+    """Index process declarations by name; two with one name is a programming error."""
+    registry: dict[str, Process] = {}
+    for process in processes:
+        if process.name in registry:
+            raise ValueError(f"two process modules declare the name {process.name!r}")
+        registry[process.name] = process
+    return registry

@@ -1,0 +1,91 @@
+"""``resize-image``: turn a photo uploaded to Salesforce into web renditions on the same record.
+
+Payload (from an Apex callout, a Flow HTTP Callout or an Outbound Message):
+``{"contentVersionId": "068..."}`` for one file, or ``{"recordId": "..."}`` for
+every image file linked to that record that has no renditions yet, plus an
+optional ``sentAt``. The job itself lives in :mod:`workers.resize_job`; this
+module only declares the process, so the receiver can import it without
+loading Pillow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError, fields, validates_schema
+
+from services.processes.base import NotificationFields, Process
+from services.processes.schemas import PayloadSchema, SalesforceId, SentAt
+from services.sfids import is_valid_id, to_18
+
+RENDITION_MARKER_FIELD = "Offload_Rendition_Of__c"
+"""ContentVersion field the worker fills on every rendition: the source ContentVersion Id."""
+
+VARIANT_FIELD = "Offload_Variant__c"
+"""ContentVersion field naming the variant (``thumb``) of a rendition."""
+
+
+class ResizeImagePayload(PayloadSchema):
+    """Which photo(s) to resize: one file (contentVersionId) or every image file on a record that has no
+    renditions yet (recordId). Give exactly one of contentVersionId or recordId."""
+
+    contentVersionId = SalesforceId(
+        key_prefix="068", metadata={"description": "The ContentVersion (068...) of the uploaded photo."}
+    )
+    recordId = SalesforceId(
+        metadata={"description": "A record whose image files without renditions should be resized."}
+    )
+    sentAt = SentAt()
+
+    @validates_schema
+    def _exactly_one_target(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("contentVersionId" in data) == ("recordId" in data):
+            raise ValidationError("Give exactly one of contentVersionId or recordId.", "_schema")
+
+
+class RenditionSchema(PayloadSchema):
+    """One rendition written back to Salesforce."""
+
+    variant = fields.String(metadata={"description": "Variant name, e.g. thumb."})
+    contentVersionId = fields.String(metadata={"description": "The new ContentVersion."})
+    width = fields.Integer()
+    height = fields.Integer()
+    format = fields.String()
+    bytes = fields.Integer()
+
+
+class ResizeImageResult(PayloadSchema):
+    """What a finished resize-image job reports."""
+
+    sourceContentVersionIds = fields.List(fields.String())
+    renditionCount = fields.Integer()
+
+
+def from_notification(sobject: str, fields_: NotificationFields) -> dict[str, Any]:
+    """A ContentVersion notification names the file; any other object names the record."""
+    record_id = fields_.get("Id")
+    if not record_id or not is_valid_id(record_id):
+        raise ValueError("the notification has no valid sObject Id")
+    if sobject == "ContentVersion":
+        return {"contentVersionId": to_18(record_id)}
+    return {"recordId": to_18(record_id)}
+
+
+def skip_reason(sobject: str | None, fields_: Mapping[str, Any]) -> str | None:
+    """Offload's own renditions carry the marker field: never resize a rendition (loop guard)."""
+    if sobject == "ContentVersion" and fields_.get(RENDITION_MARKER_FIELD):
+        return "this ContentVersion is a rendition Offload wrote"
+    return None
+
+
+PROCESS = Process(
+    name="resize-image",
+    summary="Resize an uploaded photo into web renditions attached to the same record.",
+    schema=ResizeImagePayload,
+    handler="workers.resize_job.run",
+    from_notification=from_notification,
+    skip_reason=skip_reason,
+    result_schema=ResizeImageResult,
+    timeout=600,
+)

@@ -1,0 +1,325 @@
+"""Salesforce access for workers: the only module that imports simple-salesforce.
+
+Small, typed functions over the REST API, each with a timeout and with
+Salesforce's errors sorted into :class:`~services.errors.SalesforceTransientError`
+(retry later: 5xx, timeouts, ``UNABLE_TO_LOCK_ROW``, ``REQUEST_LIMIT_EXCEEDED``)
+and :class:`~services.errors.SalesforcePermanentError` (fail now: ``NOT_FOUND``,
+``INVALID_FIELD``, validation, access). Classification is by Salesforce's
+``errorCode``, not by exception class (reference E.3).
+
+Authentication is ours, not simple-salesforce's (it can only log in to
+``*.salesforce.com``): :mod:`services.salesforce.tokens` gets a token from
+``SALESFORCE_LOGIN_URL`` and shares it between workers through Redis, and the
+client is built from ``instance_url`` + token. A 401 ``INVALID_SESSION_ID``
+re-authenticates exactly once (simple-salesforce alone can recurse without
+bound there, reference E.4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote, urlparse
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError
+
+from services import keys
+from services.errors import SalesforcePermanentError, SalesforceTransientError
+from services.salesforce.sessions import load_session
+from services.salesforce.tokens import SharedToken, Token
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT_CODES = frozenset({
+    "UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "API_CURRENTLY_DISABLED",
+    "QUERY_TIMEOUT", "CONCURRENT_REQUESTS_LIMIT_EXCEEDED",
+})
+"""errorCodes worth retrying later, whatever the HTTP status they came with."""
+
+BASE64_JSON_LIMIT = 37_500_000
+"""Bytes of base64 a JSON ContentVersion insert may carry; beyond it, multipart is required (reference D.7)."""
+
+_LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class TimeoutSession(requests.Session):
+    """A requests session with a default timeout and a CA bundle that the environment can't override.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` replace ``session.verify`` unless
+    ``verify`` is passed per request, so it is passed on every request.
+    """
+
+    def __init__(self, timeout: float, verify: bool | str = True) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+        self.verify = verify
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.default_timeout)
+        kwargs.setdefault("verify", self.verify)
+        return super().request(method, url, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """The org's daily API use, from the ``Sforce-Limit-Info`` header."""
+
+    used: int
+    limit: int
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.limit if self.limit else 0.0
+
+
+def parse_limit_info(header: str | None) -> ApiUsage | None:
+    """``api-usage=18/5000`` (optionally followed by ``; api-bursts=...``) -> ApiUsage."""
+    match = _LIMIT_RE.search(header or "")
+    return ApiUsage(int(match.group(1)), int(match.group(2))) if match else None
+
+
+def classify(exc: Exception) -> Exception:
+    """Turn a simple-salesforce or requests error into our transient/permanent error."""
+    if isinstance(exc, requests.Timeout):
+        return SalesforceTransientError("Salesforce did not answer in time (OFFLOAD_SALESFORCE_TIMEOUT).",
+                                        code="TIMEOUT")
+    if isinstance(exc, requests.ConnectionError):
+        return SalesforceTransientError(f"Could not connect to Salesforce: {exc}", code="CONNECTION_ERROR")
+    if isinstance(exc, SalesforceError):
+        code, message = _first_error(exc.content)
+        code = code or f"HTTP_{exc.status}"
+        if code in TRANSIENT_CODES or exc.status >= 500:
+            return SalesforceTransientError(f"Salesforce is busy: {code}: {message}", code=code)
+        return SalesforcePermanentError(f"Salesforce refused the request: {code}: {message}", code=code)
+    return exc
+
+
+def _first_error(content: Any) -> tuple[str | None, str]:
+    if isinstance(content, bytes | str):
+        try:
+            content = json.loads(content)
+        except ValueError:
+            return None, str(content)[:300]
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return first.get("errorCode") or first.get("statusCode"), str(first.get("message", ""))
+    if isinstance(content, dict):
+        return content.get("errorCode") or content.get("error"), str(content.get("message", content))
+    return None, str(content)[:300]
+
+
+class SalesforceClient:
+    """Typed REST calls for Offload's jobs, with one re-authentication on an expired session.
+
+    Args:
+        token: Gives a token; called again with ``refresh=True`` after a 401.
+        api_version: ``"66.0"``.
+        session: The HTTP session (timeouts, CA bundle).
+        on_usage: Called with the org's API usage after each call (for slowing down and metrics).
+    """
+
+    def __init__(self, token: Callable[[bool], Token], *, api_version: str, session: TimeoutSession,
+                 on_usage: Callable[[ApiUsage], None] | None = None) -> None:
+        self._token_source = token
+        self._api_version = api_version
+        self._session = session
+        self._on_usage = on_usage
+        self._sf = self._connect(token(False))
+        self.calls = 0
+
+    def _connect(self, token: Token) -> Salesforce:
+        return Salesforce(instance_url=token.instance_url, session_id=token.access_token,
+                          session=self._session, version=self._api_version)
+
+    @property
+    def base_url(self) -> str:
+        return self._sf.base_url  # type: ignore[no-any-return]
+
+    def _call(self, operation: Callable[[Salesforce], T]) -> T:
+        """Run one call; after a 401 INVALID_SESSION_ID get a fresh token and try once more."""
+        for attempt in (1, 2):
+            try:
+                self.calls += 1
+                result = operation(self._sf)
+                self._report_usage()
+                return result
+            except SalesforceError as exc:
+                code, _ = _first_error(exc.content)
+                if exc.status == 401 and attempt == 1:
+                    logger.info("Salesforce session expired; authenticating again")
+                    self._sf = self._connect(self._token_source(True))
+                    continue
+                if exc.status == 401:
+                    raise SalesforcePermanentError(
+                        "Salesforce refused a fresh token (INVALID_SESSION_ID twice). Check the integration "
+                        "user and the Connected App's policies.", code=code or "INVALID_SESSION_ID") from exc
+                raise classify(exc) from exc
+            except requests.RequestException as exc:
+                raise classify(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _report_usage(self) -> None:
+        usage = self._sf.api_usage.get("api-usage") if isinstance(self._sf.api_usage, dict) else None
+        if usage is not None and self._on_usage is not None:
+            self._on_usage(ApiUsage(int(usage.used), int(usage.total)))
+
+    def _raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A call simple-salesforce can't make (multipart, streaming), with its error handling."""
+        headers = {k: v for k, v in self._sf.headers.items() if k != "Content-Type"}
+        response = self._session.request(method, self.base_url + path, headers=headers, **kwargs)
+        if response.status_code >= 300:
+            raise SalesforceError(response.url, response.status_code, path, _json_or_text(response.content))
+        usage = parse_limit_info(response.headers.get("Sforce-Limit-Info"))
+        if usage is not None and self._on_usage is not None:
+            self._on_usage(usage)
+        return response
+
+    # --- records ---------------------------------------------------------------------------
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of a SOQL query (follows ``nextRecordsUrl``)."""
+        return self._call(lambda sf: sf.query_all(soql)["records"])  # type: ignore[no-any-return]
+
+    def get_record(self, sobject: str, record_id: str, fields: list[str] | None = None) -> dict[str, Any]:
+        params = {"fields": ",".join(fields)} if fields else None
+        return self._call(lambda sf: sf.restful(f"sobjects/{sobject}/{record_id}", params=params))  # type: ignore[no-any-return]
+
+    def create(self, sobject: str, fields: dict[str, Any]) -> str:
+        """Insert a record; return its Id."""
+        result = self._call(lambda sf: sf.restful(f"sobjects/{sobject}", method="POST", json=fields))
+        return str(result["id"])
+
+    def publish_event(self, event_type: str, fields: dict[str, Any]) -> str:
+        """Publish a Platform Event (``POST sobjects/<Name>__e``, reference D.10)."""
+        return self.create(event_type, fields)
+
+    # --- files -----------------------------------------------------------------------------
+
+    def download_version_data(self, content_version_id: str, *, max_bytes: int) -> bytes:
+        """The file's bytes, streamed, refusing more than ``max_bytes`` even if ContentSize lied."""
+        def fetch() -> bytes:
+            response = self._raw("GET", f"sobjects/ContentVersion/{quote(content_version_id)}/VersionData",
+                                 stream=True)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in _iter(response):
+                size += len(chunk)
+                if size > max_bytes:
+                    response.close()
+                    raise SalesforcePermanentError(
+                        f"The file is larger than {max_bytes} bytes (OFFLOAD_MAX_IMAGE_BYTES).", code="FILE_TOO_LARGE")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        return self._call(lambda sf: fetch())
+
+    def upload_content_version(self, fields: dict[str, Any], data: bytes, filename: str) -> str:
+        """Create a ContentVersion by multipart upload (no 37.5 MB base64 ceiling, reference D.7)."""
+        files = {
+            "entity_content": (None, json.dumps(fields), "application/json"),
+            "VersionData": (filename, data, "application/octet-stream"),
+        }
+        response = self._call(lambda sf: self._raw("POST", "sobjects/ContentVersion", files=files))
+        return str(response.json()["id"])
+
+
+def _iter(response: requests.Response) -> Iterator[bytes]:
+    yield from response.iter_content(chunk_size=256 * 1024)
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")[:500]
+
+
+# --- building the client for a job ---------------------------------------------------------
+
+USAGE_KEY = keys.SALESFORCE_API_USAGE
+API_USAGE_CEILING = 0.95
+"""Above this share of the org's daily API limit, jobs wait (transient error) instead of calling."""
+
+SESSION_HOST_SUFFIXES = (".salesforce.com", ".force.com")
+
+
+def record_usage(connection: Any, usage: ApiUsage) -> None:
+    """Remember the org's latest API usage for every worker (and the metrics)."""
+    connection.set(USAGE_KEY, json.dumps({"used": usage.used, "limit": usage.limit}), ex=3600)
+
+
+def latest_usage(connection: Any) -> ApiUsage | None:
+    raw = connection.get(USAGE_KEY)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return ApiUsage(int(data["used"]), int(data["limit"]))
+
+
+def session_host_allowed(instance_url: str, login_url: str) -> bool:
+    """Only Salesforce's own hosts (and the configured login host) may receive a session id."""
+    parsed = urlparse(instance_url)
+    host = (parsed.hostname or "").lower()
+    if parsed.scheme != "https" or not host:
+        return False
+    login_host = (urlparse(login_url).hostname or "").lower()
+    return host == login_host or any(host.endswith(suffix) for suffix in SESSION_HOST_SUFFIXES)
+
+
+def client_for_job(ctx: Any) -> SalesforceClient:
+    """The client a job uses: Connected App credentials, else the Outbound Message's session.
+
+    Raises:
+        SalesforceTransientError: the org is near its daily API limit (the job retries later).
+        SalesforcePermanentError: no usable credentials.
+    """
+    settings = ctx.settings
+    usage = latest_usage(ctx.connection)
+    if usage is not None and usage.fraction >= API_USAGE_CEILING:
+        raise SalesforceTransientError(
+            f"The org has used {usage.used} of {usage.limit} daily API requests; waiting to leave headroom "
+            "for its other integrations.", code="API_LIMIT_NEAR")
+    session = TimeoutSession(settings.salesforce_timeout, settings.salesforce_ca_bundle or True)
+    if settings.salesforce_auth_mode is not None:
+        source: Callable[[bool], Token] = SharedToken(settings, ctx.connection, session)
+    else:
+        source = _session_source(ctx)
+    return SalesforceClient(source, api_version=settings.salesforce_api_version, session=session,
+                            on_usage=lambda u: record_usage(ctx.connection, u))
+
+
+def _session_source(ctx: Any) -> Callable[[bool], Token]:
+    """The Outbound Message's session, only towards a Salesforce host; it cannot be renewed."""
+    settings = ctx.settings
+    ref, instance_url = ctx.envelope.get("sessionRef"), ctx.envelope.get("instanceUrl", "")
+    if not ref:
+        raise SalesforcePermanentError(
+            "No Salesforce credentials: set SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET (or the JWT "
+            "variables), or send the session id with the Outbound Message and set OFFLOAD_SECRET_KEY.",
+            code="NO_CREDENTIALS")
+    if not session_host_allowed(instance_url, settings.salesforce_login_url):
+        raise SalesforcePermanentError(
+            f"The Outbound Message's PartnerUrl host {urlparse(instance_url).hostname!r} is not a Salesforce "
+            "host; its session id will not be sent there.", code="UNTRUSTED_INSTANCE")
+    session_id = load_session(ctx.connection, settings.secret_key, ref)
+    if session_id is None:
+        raise SalesforcePermanentError("The Outbound Message's session id expired before the job ran.",
+                                       code="SESSION_EXPIRED")
+    parsed = urlparse(instance_url)
+    token = Token(access_token=session_id, instance_url=f"{parsed.scheme}://{parsed.netloc}")
+
+    def source(refresh: bool) -> Token:
+        if refresh:
+            raise SalesforcePermanentError("The Outbound Message's session expired; it cannot be renewed.",
+                                           code="INVALID_SESSION_ID")
+        return token
+
+    return source
