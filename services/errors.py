@@ -15,6 +15,7 @@ The whole hierarchy at a glance::
     └── JobFailed                   raised inside a job
         ├── PermanentJobError       retrying cannot help (fail now)
         │   ├── ImageRejected       not an allowed image, a bomb, corrupt, too big
+        │   ├── MalformedEnvelope   a job that is not an Offload envelope
         │   └── SalesforcePermanentError   NOT_FOUND, INVALID_FIELD, ...
         └── TransientJobError       retry with backoff
             └── SalesforceTransientError   503, UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED, ...
@@ -119,6 +120,12 @@ class PermanentJobError(JobFailed):
     """Retrying cannot help: the job fails at once with this message."""
 
     code = "PERMANENT_ERROR"
+
+
+class MalformedEnvelope(PermanentJobError):
+    """A job whose argument is not an Offload envelope (enqueued by hand, or by another app on this Redis)."""
+
+    code = "MALFORMED_ENVELOPE"
 
 
 class TransientJobError(JobFailed):

@@ -40,9 +40,7 @@ def event_fields(job_id: str, process: str, record_id: str | None, status: str,
 
 def publish_completion(ctx: Any, *, status: str, result: dict[str, Any] | None, error: str | None) -> None:
     """Publish the completion event for the job in ``ctx``; log, never raise."""
-    payload = ctx.envelope.get("payload", {})
-    record_id = payload.get("contentVersionId") or payload.get("recordId")
-    fields = event_fields(ctx.job_id, ctx.process, record_id, status, result, error)
+    fields = event_fields(ctx.job_id, ctx.process, ctx.envelope.record_id, status, result, error)
     try:
         ctx.salesforce().publish_event(ctx.settings.completion_event, fields)
     except OffloadError as exc:

@@ -1,14 +1,10 @@
 """The one function every job runs through: ``workers.runner.execute(envelope)``.
 
-The receiver enqueues a JSON *envelope* (never pickle)::
-
-    {"process": "resize-image", "payload": {...validated...}, "source": "callout" | "outbound",
-     "orgId": "00D...", "deliveryId": "...", "requestId": "...", "receivedAt": "...",
-     "instanceUrl": "...", "sessionRef": "..."}
-
-``execute`` looks the process up in the registry, binds the log context
-(job id, process, org id, record id, attempt) so every line the job logs
-carries them, calls the process's handler and sorts failures:
+The receiver enqueues a JSON job envelope (never pickle; the contract is
+:class:`services.envelope.Envelope`). ``execute`` reads it back, looks the
+process up in the registry, binds the log context (job id, process, org id,
+record id, attempt) so every line the job logs carries them, calls the
+process's handler and sorts failures:
 
 * :class:`~services.errors.PermanentJobError` fails the job at once (RQ's
   remaining retries are cancelled): a corrupt image or ``NOT_FOUND`` will not
@@ -29,9 +25,11 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from services.errors import PermanentJobError, UnknownProcess
+from services.envelope import Envelope
+from services.errors import MalformedEnvelope, PermanentJobError, UnknownProcess
 from services.logs import event, log_context
 from services.ops import counters as metrics
+from services.processes import PROCESSES
 from services.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ class JobContext:
 
     job_id: str
     process: str
-    envelope: dict[str, Any]
+    envelope: Envelope
     settings: Settings
     connection: redis.Redis
     attempt: int = 1
@@ -58,7 +56,7 @@ class JobContext:
 
     @property
     def org_id(self) -> str | None:
-        return self.envelope.get("orgId")
+        return self.envelope.org_id
 
     def salesforce(self) -> Any:
         """The Salesforce client for this job (built on first use; see :mod:`services.salesforce.client`)."""
@@ -78,20 +76,20 @@ def _attempt(job: Job | None) -> tuple[int, bool]:
     return max_retries - left + 1, left <= 0
 
 
-def execute(envelope: dict[str, Any]) -> dict[str, Any]:
+def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
     """Run one job envelope; return the handler's result (stored by RQ as JSON)."""
-    from services.processes import PROCESSES
-
     job = get_current_job()
-    name = envelope.get("process", "")
+    try:
+        envelope = Envelope.from_json(raw_envelope)
+    except MalformedEnvelope:
+        _fail_now(job, MalformedEnvelope.code)
+        raise
+    name = envelope.process
     process = PROCESSES.get(name)
     if process is None:
-        if job is not None:
-            job.retries_left = 0
-            job.meta["error_code"] = UnknownProcess.code
-            job.save_meta()
+        _fail_now(job, UnknownProcess.code)
         raise UnknownProcess(f"No process named {name!r} is registered in this worker.")
-    payload = envelope.get("payload", {})
+    payload = dict(envelope.payload)
     attempt, final = _attempt(job)
     ctx = JobContext(
         job_id=job.id if job else "inline",
@@ -102,12 +100,11 @@ def execute(envelope: dict[str, Any]) -> dict[str, Any]:
         attempt=attempt,
         final_attempt=final,
     )
-    record_id = payload.get("contentVersionId") or payload.get("recordId")
-    with log_context(job_id=ctx.job_id, process=name, org_id=ctx.org_id, record_id=record_id,
-                     attempt=attempt, request_id=envelope.get("requestId")):
+    with log_context(job_id=ctx.job_id, process=name, org_id=ctx.org_id, record_id=envelope.record_id,
+                     attempt=attempt, request_id=envelope.request_id):
         started = time.monotonic()
         queue_wait = metrics.queue_wait_seconds(job)
-        event(logger, "job started", source=envelope.get("source"))
+        event(logger, "job started", source=envelope.source)
 
         def finished(outcome: str, error_code: str | None = None) -> None:
             if job is None:
@@ -140,6 +137,14 @@ def execute(envelope: dict[str, Any]) -> dict[str, Any]:
         finished("succeeded")
         _complete(ctx, "Succeeded", result, None)
         return result
+
+
+def _fail_now(job: Job | None, code: str) -> None:
+    """No retry for this job: it can never run (RQ reads ``retries_left`` right after we raise)."""
+    if job is not None:
+        job.retries_left = 0
+        job.meta["error_code"] = code
+        job.save_meta()
 
 
 def _complete(ctx: JobContext, status: str, result: dict[str, Any] | None, error: str | None) -> None:

@@ -41,6 +41,7 @@ from rq.results import Result
 
 from services import errors
 from services.clock import utc_iso
+from services.envelope import Envelope
 from services.errors import JobNotFound, OffloadError
 from services.ops.jobview import describe_job
 from services.queue import SERIALIZER, fetch_job
@@ -169,7 +170,8 @@ class JobFilter:
         return queue_names(connection)
 
     def matches(self, job: Job) -> bool:
-        if self.process and envelope_of(job).get("process") != self.process:
+        envelope = Envelope.of_job_args([envelope_of(job)])
+        if self.process and (envelope is None or envelope.process != self.process):
             return False
         if self.error_code and (error_code(job) or "").upper() != self.error_code.upper():
             return False

@@ -8,6 +8,7 @@ from typing import Any
 from rq.job import Job
 
 from services.clock import utc_iso
+from services.envelope import Envelope
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -16,7 +17,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 def describe_job(job: Job) -> dict[str, Any]:
     """Public view of a job: no session references or other internals; unknown values are left out."""
-    envelope = job.args[0] if job.args else {}
+    envelope = Envelope.of_job_args(job.args)
     status = job.get_status(refresh=False)
     max_retries = int(job.meta.get("max_retries", 0))
     left = job.retries_left if job.retries_left is not None else max_retries
@@ -28,11 +29,10 @@ def describe_job(job: Job) -> dict[str, Any]:
         error = lines[-1] if lines else None
     view = {
         "jobId": job.id,
-        "process": envelope.get("process"),
+        "process": envelope.process if envelope else None,
         "status": str(getattr(status, "value", status)),
-        "source": envelope.get("source"),
-        "recordId": (envelope.get("payload") or {}).get("contentVersionId")
-        or (envelope.get("payload") or {}).get("recordId"),
+        "source": envelope.source if envelope else None,
+        "recordId": envelope.record_id if envelope else None,
         "enqueuedAt": _iso(job.enqueued_at),
         "startedAt": _iso(job.started_at),
         "endedAt": _iso(job.ended_at),

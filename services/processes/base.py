@@ -38,6 +38,8 @@ class Process:
             (its sObject type and fields); raises ``ValueError`` when it can't.
         skip_reason: Loop guard: returns why a notification or payload must not be
             processed (for example, it is Offload's own output), or None.
+        record_id: The Salesforce record a payload is about (for logs, the completion event and
+            ``/jobs/<id>``), so that generic code never reads a process's payload fields.
         result_schema: Documents the handler's result in OpenAPI.
         timeout: Seconds a job may run.
     """
@@ -48,6 +50,7 @@ class Process:
     handler: str
     from_notification: Callable[[str, NotificationFields], dict[str, Any]]
     skip_reason: Callable[[str | None, Mapping[str, Any]], str | None] = lambda sobject, fields: None
+    record_id: Callable[[Mapping[str, Any]], str | None] = lambda payload: None
     result_schema: type[Schema] | None = None
     timeout: int = 600
 

@@ -72,6 +72,11 @@ def from_notification(sobject: str, fields_: NotificationFields) -> dict[str, An
     return {"recordId": to_18(record_id)}
 
 
+def record_id(payload: Mapping[str, Any]) -> str | None:
+    """The file, or the record whose files are resized."""
+    return payload.get("contentVersionId") or payload.get("recordId")
+
+
 def skip_reason(sobject: str | None, fields_: Mapping[str, Any]) -> str | None:
     """Offload's own renditions carry the marker field: never resize a rendition (loop guard)."""
     if sobject == "ContentVersion" and fields_.get(RENDITION_MARKER_FIELD):
@@ -86,6 +91,7 @@ PROCESS = Process(
     handler="workers.resize_job.run",
     from_notification=from_notification,
     skip_reason=skip_reason,
+    record_id=record_id,
     result_schema=ResizeImageResult,
     timeout=600,
 )

@@ -21,6 +21,7 @@ from marshmallow import Schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.clock import utc_iso
+from services.envelope import Envelope
 from services.processes.base import Process
 from services.queue import Delivery, admit
 from services.queue.loopguard import own_output_key
@@ -76,32 +77,37 @@ def plan(
     org_id: str | None = None,
     sobject: str | None = None,
     fields: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
     request_id: str | None = None,
+    notification_id: str | None = None,
+    instance_url: str | None = None,
+    session_ref: str | None = None,
 ) -> Planned:
     """Decide what to do with one validated payload (no Redis writes here).
 
     ``request_id``: the router's ``X-Request-Id`` (:func:`request_id`), carried into the job.
     """
-    record_id = payload.get("contentVersionId") or payload.get("recordId")
+    record_id = process.record_id(payload)
     reason = process.skip_reason(sobject, fields if fields is not None else payload)
     if reason:
         return Planned(record_id=record_id, skipped=reason)
     key = dedupe_key or f"payload:{org_id or '-'}:{process.name}:{_payload_digest(payload)}"
-    envelope = {
-        "process": process.name,
-        "payload": payload,
-        "source": source,
-        "orgId": org_id,
-        "deliveryKey": key,
-        "requestId": request_id,
-        "receivedAt": utc_iso(timespec="milliseconds"),
-        **(extra or {}),
-    }
+    envelope = Envelope(
+        process=process.name,
+        payload=payload,
+        source=source,
+        record_id=record_id,
+        org_id=org_id,
+        delivery_key=key,
+        request_id=request_id,
+        received_at=utc_iso(timespec="milliseconds"),
+        notification_id=notification_id,
+        instance_url=instance_url,
+        session_ref=session_ref,
+    )
     delivery = Delivery(
         queue=process.queue,
         dedupe_key=key,
-        envelope={k: v for k, v in envelope.items() if v is not None},
+        envelope=envelope.to_json(),
         description=f"{process.name} {record_id or ''}".strip(),
         timeout=min(process.timeout, runtime.settings.job_timeout),
         retries=runtime.settings.job_retries,

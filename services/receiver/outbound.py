@@ -90,7 +90,7 @@ def receive(name: str) -> Response:
 
 def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_id: str,
               request_id: str | None) -> list[intake.Planned]:
-    extra = _session_extra(runtime, message)
+    session = _session_extra(runtime, message)
     schema = intake.schema_for(process.schema)
     planned = []
     for notification in message.notifications:
@@ -105,7 +105,7 @@ def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_
             runtime, process, payload, source="outbound",
             dedupe_key=f"om:{org_id}:{to_18(notification.id)}",
             org_id=org_id, sobject=notification.sobject_type, fields=dict(notification.fields),
-            extra={**extra, "notificationId": notification.id}, request_id=request_id,
+            notification_id=notification.id, request_id=request_id, **session,
         ))
     return planned
 
@@ -119,4 +119,4 @@ def _session_extra(runtime: Runtime, message: OutboundMessage) -> dict[str, str]
         ref = store_session(runtime.redis, settings.secret_key, message.session_id)
     except redis.RedisError as exc:
         raise EnqueueFailed("The job queue (Redis) is unavailable; Salesforce will retry.") from exc
-    return {"sessionRef": ref, "instanceUrl": message.partner_url or message.enterprise_url or ""}
+    return {"session_ref": ref, "instance_url": message.partner_url or message.enterprise_url or ""}

@@ -299,7 +299,7 @@ def client_for_job(ctx: Any) -> SalesforceClient:
 def _session_source(ctx: Any) -> Callable[[bool], Token]:
     """The Outbound Message's session, only towards a Salesforce host; it cannot be renewed."""
     settings = ctx.settings
-    ref, instance_url = ctx.envelope.get("sessionRef"), ctx.envelope.get("instanceUrl", "")
+    ref, instance_url = ctx.envelope.session_ref, ctx.envelope.instance_url or ""
     if not ref:
         raise SalesforcePermanentError(
             "No Salesforce credentials: set SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET (or the JWT "

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from services.envelope import Envelope
 from services.receiver import dashboard, metrics
 from services.settings import Settings
 
@@ -32,5 +33,7 @@ def build_app(settings: Settings, connection: redis.Redis) -> Any:
 
 
 def envelope(process: str = QUEUE, record_id: str = "068000000000001AAA", **extra: Any) -> dict[str, Any]:
-    return {"process": process, "payload": {"contentVersionId": record_id}, "source": "outbound",
-            "orgId": "00D5g000000Xk2PEAS", "requestId": "req-1", **extra}
+    """A job envelope as the receiver writes it (``extra``: more wire keys, e.g. ``sessionRef``)."""
+    built = Envelope(process=process, payload={"contentVersionId": record_id}, source="outbound",
+                     record_id=record_id, org_id="00D5g000000Xk2PEAS", request_id="req-1").to_json()
+    return {**built, **extra}

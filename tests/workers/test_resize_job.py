@@ -10,13 +10,18 @@ import redis
 from PIL import Image
 
 from devkit.org.faults import FaultRule
+from services.envelope import Envelope
+from services.processes import PROCESSES
 from services.queue import Delivery, enqueue_deliveries, fetch_job
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
 
 
 def enqueue(conn: redis.Redis, payload: dict, key: str, **extra: object) -> str:
-    envelope = {"process": "resize-image", "payload": payload, "source": "callout", **extra}
+    """Enqueue a resize-image job as the receiver does (its envelope, through the intake script)."""
+    process = PROCESSES["resize-image"]
+    envelope = {**Envelope(process=process.name, payload=payload, source="callout",
+                           record_id=process.record_id(payload)).to_json(), **extra}
     [outcome] = enqueue_deliveries(conn, [Delivery(queue="resize-image", dedupe_key=key, envelope=envelope,
                                                    description="test", retries=2)], dedupe_ttl=600)
     return outcome.job_id
