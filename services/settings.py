@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from services.errors import ConfigError
 from services.sfids import is_valid_id, to_18
+from services.variants import DEFAULT_VARIANTS_SPEC, Variant, parse_variants
 
 Parser = Callable[[str, str], Any]
 
@@ -96,6 +97,10 @@ def _log_format(name: str, raw: str) -> str:
     if value not in {"logfmt", "json"}:
         raise ConfigError(f"Set {name} to logfmt or json (got {raw!r}).")
     return value
+
+
+def _variants(name: str, raw: str) -> tuple[Variant, ...]:
+    return parse_variants(raw, name)
 
 
 def setting(env: str, default: str, description: str, parse: Parser = _text, *, secret: bool = False) -> Any:
@@ -181,10 +186,11 @@ class Settings:
         "Key that encrypts Outbound Message session ids at rest in Redis; empty: they are never stored.",
         secret=True,
     )
-    image_variants: str = setting(
+    image_variants: tuple[Variant, ...] = setting(
         "OFFLOAD_IMAGE_VARIANTS",
-        "large:1600:jpeg,medium:800:webp,thumb:200:jpeg",
+        DEFAULT_VARIANTS_SPEC,
         "Renditions to make, as name:long-edge-px:format (jpeg, webp or png).",
+        _variants,
     )
     max_pixels: int = setting(
         "OFFLOAD_MAX_PIXELS", "50000000", "Largest image accepted, in pixels (decompression-bomb guard).",

@@ -22,17 +22,17 @@ from typing import Any
 
 from services import keys
 from services.errors import ImageRejected, PermanentJobError, SalesforceTransientError, TransientJobError
+from services.imagetypes import IMAGE_EXTENSIONS
 from services.logs import event, log_context
 from services.processes.resize_image import RENDITION_MARKER_FIELD, VARIANT_FIELD
 from services.queue.loopguard import mark_own_output
 from services.salesforce.client import SalesforceClient
 from services.sfids import key_prefix, to_18
-from workers.imaging import Rendition, Variant, parse_variants, render_variants
+from workers.imaging import Rendition, Variant, render_variants
 from workers.runner import JobContext
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "tif", "tiff", "heic", "heif")
 SOURCE_FIELDS = ("Id", "ContentDocumentId", "Title", "PathOnClient", "FileExtension", "ContentSize",
                  "FirstPublishLocationId", RENDITION_MARKER_FIELD)
 LOCK_PREFIX = keys.RENDITION_LOCK_PREFIX
@@ -43,7 +43,7 @@ IN_FLIGHT_PREFIX = keys.UPLOAD_IN_FLIGHT_PREFIX
 
 def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Resize the file named by ``contentVersionId``, or every unprocessed image on ``recordId``."""
-    variants = parse_variants(ctx.settings.image_variants)
+    variants = ctx.settings.image_variants
     sf = ctx.salesforce()
     if "contentVersionId" in payload:
         sources = [sf.get_record("ContentVersion", payload["contentVersionId"], list(SOURCE_FIELDS))]

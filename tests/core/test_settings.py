@@ -73,3 +73,21 @@ def test_worker_role_refuses_half_configured_credentials() -> None:
     assert ok.salesforce_auth_mode == "client_credentials"
     jwt = Settings.from_env({"SALESFORCE_CLIENT_ID": "a", "SALESFORCE_USERNAME": "u", "SALESFORCE_PRIVATE_KEY": "k"})
     assert jwt.salesforce_auth_mode == "jwt_bearer"
+
+
+def test_wrong_image_variants_stop_start_up_naming_the_variable() -> None:
+    """A bad OFFLOAD_IMAGE_VARIANTS used to pass start-up and fail (and retry) every job."""
+    from services.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="OFFLOAD_IMAGE_VARIANTS is invalid: 'large:huge:gif'"):
+        Settings.from_env({"OFFLOAD_IMAGE_VARIANTS": "large:huge:gif"})
+
+
+def test_a_worker_with_wrong_variants_exits_before_taking_a_job(redis_url: str) -> None:
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url, "OFFLOAD_IMAGE_VARIANTS": "large:huge:gif"}
+    proc = subprocess.run([sys.executable, "-m", "workers", "--burst"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 2 and "OFFLOAD_IMAGE_VARIANTS is invalid" in proc.stderr

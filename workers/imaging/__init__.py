@@ -32,6 +32,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from services.errors import ConfigError
+from services.variants import DEFAULT_VARIANTS_SPEC, Variant, parse_variants
 from workers.imaging.decode import draft_jpeg, guarded, open_image, pillow_errors, read_source
 from workers.imaging.ops import (
     MIME,
@@ -57,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger("workers.imaging")
 
-DEFAULT_VARIANTS_SPEC = "large:1600:jpeg,medium:800:webp,thumb:200:jpeg"
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 
@@ -72,18 +72,6 @@ FIRST_REDUCING_GAP = 1.25
 #: box average alone drops thumbnails below SSIM 0.99 (bench/images.py).
 CHAIN_REDUCING_GAP = 2.0
 SMALL_STEP_REDUCING_GAP = 1.0
-
-_FORMATS = frozenset(MIME)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One rendition to produce: ``long_edge`` is the longest side in pixels after orientation."""
-
-    name: str
-    long_edge: int
-    format: str  # "jpeg", "webp" or "png"
-
 
 @dataclass(frozen=True)
 class SourceInfo:
@@ -107,43 +95,6 @@ class Rendition:
     height: int
     mime_type: str
     extension: str
-
-
-def parse_variants(spec: str) -> tuple[Variant, ...]:
-    """Parse ``OFFLOAD_IMAGE_VARIANTS`` ("name:px:format,..."), failing at start-up, not per job."""
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(
-            f"OFFLOAD_IMAGE_VARIANTS is invalid: {why}. Expected a comma-separated list of "
-            f"name:long_edge_px:format with format one of jpeg, webp, png, e.g. {DEFAULT_VARIANTS_SPEC!r}."
-        )
-
-    variants: list[Variant] = []
-    seen: set[str] = set()
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            raise bad(f"empty entry in {spec!r}")
-        parts = [p.strip() for p in item.split(":")]
-        if len(parts) != 3:
-            raise bad(f"{item!r} does not have 3 parts")
-        name, px, fmt = parts
-        fmt = fmt.lower()
-        if fmt == "jpg":
-            fmt = "jpeg"
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise bad(f"{item!r} needs a name made of letters, digits, '-' or '_'")
-        if name in seen:
-            raise bad(f"the name {name!r} is used twice")
-        if not px.isdigit() or int(px) <= 0:
-            raise bad(f"{item!r} needs a long edge that is a whole number of pixels above 0")
-        if int(px) > 16384:
-            raise bad(f"{item!r} asks for a long edge above 16384 px")
-        if fmt not in _FORMATS:
-            raise bad(f"{item!r} has the unknown format {parts[2]!r}")
-        seen.add(name)
-        variants.append(Variant(name, int(px), fmt))
-    return tuple(variants)
 
 
 def _fit(width: int, height: int, long_edge: int) -> tuple[int, int]:

@@ -21,13 +21,14 @@ from typing import BinaryIO, TypeVar
 from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
 from services.errors import ImageRejected
+from services.imagetypes import IMAGE_FILE_TYPES
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 
 #: Pillow format ids we are willing to parse. Everything else (EPS runs Ghostscript, PDF, SVG, PSD, ICO,
 #: ...) is refused by Pillow itself because ``Image.open(..., formats=...)`` never tries other plugins.
 #: The multi-picture JPEGs many cameras write come back from the JPEG opener with format "MPO".
-ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "HEIF")
+ALLOWED_FORMATS: tuple[str, ...] = tuple(IMAGE_FILE_TYPES)
 #: Imported by name so that every allowed format is registered and Image.open never needs ``Image.init()``
 #: (which would import all ~45 plugins into every worker).
 _PLUGINS = (GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
