@@ -2,12 +2,9 @@
 
 All of them start with ``offload:``, so an operator can tell them from rq's ``rq:*`` keys at a
 glance (``redis-cli --scan --pattern 'offload:*'``), and no two modules can pick the same name.
-Keys that hold one value per thing are built by the functions here; the rest are constants.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 PREFIX = "offload:"
 
@@ -45,12 +42,3 @@ RENDITION_LOCK_PREFIX = PREFIX + "lock:rendition:"
 UPLOAD_IN_FLIGHT_PREFIX = PREFIX + "upload-in-flight:"
 """``upload-in-flight:<source id>:<variant>``: an upload whose answer was lost may still commit."""
 
-
-def ledger(delivery_key: str) -> str:
-    """The ledger key for a delivery (hashed: delivery keys can be long and hold caller text)."""
-    return LEDGER_PREFIX + hashlib.sha256(delivery_key.encode("utf-8")).hexdigest()
-
-
-def own_output(record_id_18: str) -> str:
-    """The loop-guard key of a record Offload wrote (the id already in its 18-character form)."""
-    return OWN_OUTPUT_PREFIX + record_id_18

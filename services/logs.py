@@ -23,8 +23,6 @@ from typing import Any
 
 from services.redaction import REDACTED, looks_secret, redact_text
 
-CONTEXT_KEYS = ("request_id", "job_id", "process", "org_id", "record_id", "attempt")
-
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("offload_log_context", default=None)
 
 

@@ -44,17 +44,6 @@ class ResizeImagePayload(PayloadSchema):
             raise ValidationError("Give exactly one of contentVersionId or recordId.", "_schema")
 
 
-class RenditionSchema(PayloadSchema):
-    """One rendition written back to Salesforce."""
-
-    variant = fields.String(metadata={"description": "Variant name, e.g. thumb."})
-    contentVersionId = fields.String(metadata={"description": "The new ContentVersion."})
-    width = fields.Integer()
-    height = fields.Integer()
-    format = fields.String()
-    bytes = fields.Integer()
-
-
 class ResizeImageResult(PayloadSchema):
     """What a finished resize-image job reports."""
 
