@@ -93,8 +93,8 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
                                 code="RENDITION_LOCKED")
     try:
         existing = _existing_variants(sf, source["Id"])
-        _wait_for_unsettled_uploads(ctx, source["Id"], existing)
         missing = [v for v in variants if v.name not in existing]
+        _wait_for_unsettled_uploads(ctx, source["Id"], missing)
         written = [{"variant": name, "contentVersionId": cid, "existing": True} for name, cid in existing.items()]
         if not missing:
             event(logger, "all renditions already exist", variants=",".join(existing))
@@ -133,10 +133,12 @@ def _upload(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], rendi
         raise
 
 
-def _wait_for_unsettled_uploads(ctx: JobContext, source_id: str, existing: dict[str, str]) -> None:
-    pending = [key for key in ctx.connection.scan_iter(f"{IN_FLIGHT_PREFIX}{source_id}:*", count=100)
-               if key.decode().rsplit(":", 1)[1] not in existing]
-    if pending:
+def _wait_for_unsettled_uploads(ctx: JobContext, source_id: str, missing: list[Variant]) -> None:
+    """Retry later if an upload of a variant still missing timed out recently (one MGET of known keys)."""
+    if not missing:
+        return
+    marks = ctx.connection.mget([f"{IN_FLIGHT_PREFIX}{source_id}:{variant.name}" for variant in missing])
+    if any(mark is not None for mark in marks):
         raise TransientJobError(
             f"An earlier upload of a rendition of {source_id} timed out and may still be committed by "
             "Salesforce; retrying once it has settled.", code="UPLOAD_UNSETTLED")
