@@ -109,9 +109,10 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
         def finished(outcome: str, error_code: str | None = None) -> None:
             if job is None:
                 return
+            job.meta["attempts"] = attempt  # what /jobs/<id> reports: attempts that ran, not retries spent
             if error_code:
                 job.meta["error_code"] = error_code  # `offload jobs list --error-code` reads it
-                job.save_meta()
+            job.save_meta()
             metrics.job_finished(ctx.connection, name, outcome, time.monotonic() - started, queue_wait)
             if ctx._salesforce is not None:
                 metrics.salesforce_calls(ctx.connection, ctx._salesforce.calls)

@@ -15,6 +15,15 @@ def _iso(moment: datetime | None) -> str | None:
     return utc_iso(moment, timespec="milliseconds") if moment else None
 
 
+def _attempts(job: Job, max_retries: int, left: int) -> int:
+    """Attempts that ran. The runner records it; a permanent failure spends every retry at once, so the
+    retries left cannot tell (a job that ran once would read as ``max_retries + 1``)."""
+    recorded = job.meta.get("attempts")
+    if isinstance(recorded, int):
+        return recorded
+    return max_retries - left + (1 if job.started_at else 0)
+
+
 def describe_job(job: Job) -> dict[str, Any]:
     """Public view of a job: no session references or other internals; unknown values are left out."""
     envelope = Envelope.of_job_args(job.args)
@@ -36,7 +45,7 @@ def describe_job(job: Job) -> dict[str, Any]:
         "enqueuedAt": _iso(job.enqueued_at),
         "startedAt": _iso(job.started_at),
         "endedAt": _iso(job.ended_at),
-        "attempts": max_retries - left + (1 if job.started_at else 0),
+        "attempts": _attempts(job, max_retries, left),
         "result": result,
         "error": error,
     }

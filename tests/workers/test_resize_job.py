@@ -11,6 +11,7 @@ from PIL import Image
 
 from devkit.org.faults import FaultRule
 from services.envelope import Envelope
+from services.ops.jobview import describe_job
 from services.processes import PROCESSES
 from services.queue import Delivery, enqueue_deliveries, fetch_job
 from tests.support.images import photo_jpeg
@@ -95,6 +96,7 @@ def test_a_non_image_fails_permanently_without_retries(org, worker_env, redis_co
     assert renditions_of(org, source) == []
     [event] = [e for e in org.state.events if e["type"] == "Offload_Job_Event__e"]
     assert event["fields"]["Status__c"] == "Failed" and "IMAGE_REJECTED" in event["fields"]["Error__c"]
+    assert describe_job(job)["attempts"] == 1, "it ran once; the retries it will never get are not attempts"
 
 
 def test_an_unknown_file_fails_with_salesforces_error_code(org, worker_env, redis_conn, run_jobs) -> None:
