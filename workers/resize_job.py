@@ -51,17 +51,28 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         sources = _images_on_record(sf, payload["recordId"])
     renditions: list[dict[str, Any]] = []
     skipped: list[str] = []
+    refused: list[dict[str, str]] = []
     for source in sources:
         with log_context(record_id=source["Id"]):
             if source.get(RENDITION_MARKER_FIELD):
                 event(logger, "source is a rendition; skipped")
                 skipped.append(source["Id"])
                 continue
-            renditions.extend(_resize_one(sf, ctx, source, variants, payload.get("recordId")))
+            try:
+                renditions.extend(_resize_one(sf, ctx, source, variants, payload.get("recordId")))
+            except PermanentJobError as exc:
+                if "recordId" not in payload:
+                    raise  # one file named by the caller: its refusal is the job's outcome
+                # One bad file of a record must not cost the record's other files their renditions.
+                event(logger, "source refused; the record's other files go on", logging.WARNING,
+                      code=exc.code, error=exc.message)
+                refused.append({"contentVersionId": source["Id"], "code": exc.code, "reason": exc.message})
+    not_done = set(skipped) | {r["contentVersionId"] for r in refused}
     return {
-        "sourceContentVersionIds": [s["Id"] for s in sources if s["Id"] not in skipped],
+        "sourceContentVersionIds": [s["Id"] for s in sources if s["Id"] not in not_done],
         "renditionCount": len(renditions),
         "renditions": renditions,
+        "refused": refused,
         "apiCalls": sf.calls,
     }
 

@@ -44,11 +44,21 @@ class ResizeImagePayload(PayloadSchema):
             raise ValidationError("Give exactly one of contentVersionId or recordId.", "_schema")
 
 
+class RefusedFile(PayloadSchema):
+    """A file a ``recordId`` job could not resize, and why (an admin can act on the reason)."""
+
+    contentVersionId = fields.String()
+    code = fields.String(metadata={"description": "e.g. IMAGE_REJECTED"})
+    reason = fields.String()
+
+
 class ResizeImageResult(PayloadSchema):
     """What a finished resize-image job reports."""
 
     sourceContentVersionIds = fields.List(fields.String())
     renditionCount = fields.Integer()
+    refused = fields.List(fields.Nested(RefusedFile), metadata={
+        "description": "Files of a recordId job that cannot be resized (each file's outcome is its own)."})
 
 
 def from_notification(sobject: str, fields_: NotificationFields) -> dict[str, Any]:

@@ -227,3 +227,20 @@ def test_a_recent_timed_out_upload_of_a_missing_variant_holds_the_retry(org, wor
     run_jobs()
     job = fetch_job(redis_conn, job_id)
     assert job.meta["error_code"] == "UPLOAD_UNSETTLED" and renditions_of(org, source) == []
+
+
+def test_one_corrupt_file_does_not_stop_a_record_job(org, worker_env, redis_conn, run_jobs) -> None:
+    """The record's other files get their renditions; the result names the refused one and why."""
+    listing = create_record(org, "Account", Name="9 Mixed Bag")
+    first = upload_file(org, listing, photo_jpeg(900, 600), "front.jpg")
+    broken = upload_file(org, listing, b"\xff\xd8\xff\xe0 not really a jpeg", "broken.jpg")
+    last = upload_file(org, listing, photo_jpeg(600, 900), "back.jpg")
+    job_id = enqueue(redis_conn, {"recordId": listing}, "mixed")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "finished", job.latest_result().exc_string if job.latest_result() else None
+    result = job.return_value()
+    assert len(renditions_of(org, first)) == 3 and len(renditions_of(org, last)) == 3
+    assert renditions_of(org, broken) == []
+    assert [(r["contentVersionId"], r["code"]) for r in result["refused"]] == [(broken, "IMAGE_REJECTED")]
+    assert sorted(result["sourceContentVersionIds"]) == sorted([first, last])
