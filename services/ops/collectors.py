@@ -127,7 +127,9 @@ class RedisCollector:
                    for kind, doc in (
                        ("enqueued", "Deliveries enqueued as new jobs, by process."),
                        ("duplicates", "Deliveries answered with an existing job (dedupe), by process."),
-                       ("skipped", "Deliveries skipped on purpose (loop guard), by process."))}
+                       ("skipped", "Deliveries skipped on purpose (loop guard), by process."),
+                       ("refused", "Outbound Message notifications acknowledged but refused (they can never "
+                        "start the process: no valid Id, a deleted record), by process."))}
         for key, value in sorted(intake_raw.items()):
             kind, _, process = _text(key).partition("|")
             if kind in by_kind:

@@ -35,6 +35,8 @@ class Planned:
     record_id: str | None
     delivery: Delivery | None = None
     skipped: str | None = None
+    refused: bool = False
+    """``skipped`` because the notification can never start the process (not on purpose, like the loop guard)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Outcome:
     job_id: str | None = None
     duplicate: bool = False
     skipped: str | None = None
+    refused: bool = False
 
 
 OWN_OUTPUT_REASON = "this record is a rendition Offload wrote"
@@ -134,7 +137,7 @@ def submit(runtime: Runtime, planned: list[Planned]) -> list[Outcome]:
     outcomes = []
     for p in planned:
         if p.delivery is None:
-            outcomes.append(Outcome(record_id=p.record_id, skipped=p.skipped))
+            outcomes.append(Outcome(record_id=p.record_id, skipped=p.skipped, refused=p.refused))
             continue
         result = next(results)
         if result is None:

@@ -17,7 +17,8 @@ from flask import Blueprint, Response, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from services.errors import EnqueueFailed, InvalidRequest, OffloadError, UnknownProcess, UnsupportedMediaType
+from services import keys
+from services.errors import EnqueueFailed, OffloadError, UnknownProcess, UnsupportedMediaType
 from services.logs import event, log_context
 from services.processes import PROCESSES
 from services.processes.base import Process
@@ -77,10 +78,13 @@ def receive(name: str) -> Response:
         org_id = check_org(message.organization_id, runtime.settings)
         with log_context(org_id=org_id):
             outcomes = intake.submit(runtime, _plan_all(runtime, process, message, org_id, request_id))
+            _record_refusals(runtime, process, outcomes)
             if logger.isEnabledFor(logging.INFO):
                 for outcome in outcomes:
                     with log_context(record_id=outcome.record_id, job_id=outcome.job_id):
-                        if outcome.skipped:
+                        if outcome.refused:
+                            pass  # logged by _record_refusals, whatever the log level
+                        elif outcome.skipped:
                             event(logger, "notification skipped", reason=outcome.skipped)
                         else:
                             event(logger, "notification duplicate" if outcome.duplicate else "notification enqueued")
@@ -97,10 +101,13 @@ def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_
         try:
             payload = schema.load(process.from_notification(notification.sobject_type, notification.fields))
         except (ValueError, ValidationError) as exc:
+            # Refuse this notification alone: a Fault would make Salesforce retry all of up to 100 for 24 h
+            # and then drop them, good ones included. It is acknowledged, logged and counted instead.
             detail = exc.messages if isinstance(exc, ValidationError) else str(exc)
-            raise InvalidRequest(
-                f"Notification {notification.id} ({notification.sobject_type}) cannot start {process.name}: {detail}"
-            ) from None
+            planned.append(intake.Planned(record_id=notification.fields.get("Id"), refused=True, skipped=(
+                f"notification {notification.id} ({notification.sobject_type}) cannot start {process.name}: "
+                f"{detail}")))
+            continue
         planned.append(intake.plan(
             runtime, process, payload, source="outbound",
             dedupe_key=f"om:{org_id}:{to_18(notification.id)}",
@@ -108,6 +115,19 @@ def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_
             notification_id=notification.id, request_id=request_id, **session,
         ))
     return planned
+
+
+def _record_refusals(runtime: Runtime, process: Process, outcomes: list[intake.Outcome]) -> None:
+    """Log every refused notification with its reason and count them for ``/metrics`` (one HINCRBY)."""
+    refused = [o for o in outcomes if o.refused]
+    if not refused:
+        return
+    for outcome in refused:
+        event(logger, "notification refused", logging.WARNING, record_id=outcome.record_id, reason=outcome.skipped)
+    try:
+        runtime.redis.hincrby(keys.INTAKE_COUNTERS, f"refused|{process.name}", len(refused))
+    except redis.RedisError as exc:  # the jobs are enqueued: a lost count must not cost the ACK
+        event(logger, "metric not recorded", logging.WARNING, metric="refused", error=type(exc).__name__)
 
 
 def _session_extra(runtime: Runtime, message: OutboundMessage) -> dict[str, str]:

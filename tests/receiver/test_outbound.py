@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 
 import redis
@@ -138,3 +139,16 @@ def test_session_is_not_kept_when_credentials_are_configured(settings: Settings,
     post(client, fixture_bytes("outbound-account-batch.xml"))
     assert "sessionRef" not in queued_envelopes(redis_conn)[0]
     assert list(redis_conn.scan_iter(SESSION_PREFIX + "*")) == []
+
+
+def test_one_unmappable_notification_is_refused_alone_and_the_rest_are_enqueued(client, redis_conn, caplog) -> None:
+    """A Fault would make Salesforce retry all of them for 24 h and then drop them, the good ones too."""
+    body = fixture_bytes("outbound-account-batch.xml").replace(b"<sf:Id>0015g00000QwErUAAV</sf:Id>", b"")
+    with caplog.at_level(logging.WARNING):
+        response = post(client, body)
+    assert response.status_code == 200 and ACK in response.data, response.data
+    assert [e["payload"] for e in queued_envelopes(redis_conn)] == [
+        {"recordId": "0015g00000QwErTAAV"}, {"recordId": "0015g00000QwErVAAV"}]
+    refused = [r for r in caplog.records if r.getMessage() == "notification refused"]
+    assert len(refused) == 1 and "notification 04l5g00000Ab1CeAAJ (Account)" in refused[0].fields["reason"]
+    assert redis_conn.hget("offload:metrics:intake", "refused|resize-image") == b"1"
