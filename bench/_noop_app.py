@@ -1,8 +1,8 @@
 """The no-op baseline for bench/receiver.py: same Flask, same gunicorn config, no auth and no Redis.
 
 ``POST /callouts/<name>`` parses a small JSON body, checks its fields (an 18-character id by regex, a
-string ``sentAt``) and answers 202 with a small JSON body, as the reference's ``/noop`` did
-(performance anchors, section 2). Served as ``bench._noop_app:app`` by the Procfile's web command.
+string ``sentAt``) and answers 202 with a small JSON body: the no-op baseline of the receiver
+measurements in docs/benchmarks.md ("Receiver"). Served as ``bench._noop_app:app`` by the Procfile's web command.
 """
 
 from __future__ import annotations

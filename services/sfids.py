@@ -3,8 +3,8 @@
 An 18-character Id is the 15-character Id plus a 3-character suffix that
 encodes, for each 5-character chunk, which letters are upper case. This makes
 the 18-character form safe for case-insensitive systems (Excel, our Redis
-keys). Algorithm: Salesforce Help "What is a Salesforce ID?" and the
-reference notes, section D.9 (VERIFIED against ids from real orgs).
+keys). Algorithm: Salesforce Help "What is a Salesforce ID?"
+(https://help.salesforce.com/s/articleView?id=000385008); we checked it against ids from real orgs.
 """
 
 from __future__ import annotations

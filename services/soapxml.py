@@ -16,7 +16,9 @@ libxml2 2.14):
 3. A post-parse check that the document has no DTD at all.
 
 ``huge_tree=False`` keeps libxml2's depth (256) and size limits. By default the
-parser is forced to UTF-8 (Salesforce sends UTF-8, reference A.1/A.3), so a
+parser is forced to UTF-8 (Salesforce sends UTF-8: the envelope in
+https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+declares it, and captured requests carry ``Content-Type: text/xml; charset=utf-8``), so a
 declared UTF-7/UTF-16 encoding cannot hide markup from the byte scan.
 """
 

@@ -1,6 +1,9 @@
 """The emulated org as a Flask app: OAuth, REST, composite, files, events, faults, admin.
 
-Request pipeline for ``/services/data/vNN.N/...`` (reference D.5, D.6, G.2):
+Request pipeline for ``/services/data/vNN.N/...`` (REST API guide: status codes and error
+bodies, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm;
+the ``Sforce-Limit-Info`` header,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm):
 
 1. fault injection (any path outside ``/_emulator``): delay and/or a canned error;
 2. ``Authorization: Bearer <token>`` (or ``OAuth <token>``) must name a live token, else 401

@@ -1,29 +1,35 @@
 """The org's outgoing JSON callouts: what Apex ``Http.send`` and a Flow HTTP Callout action send.
 
-Section letters refer to ``/work/shared/reference/salesforce-protocol.md``.
-
-Apex (B.1, DOC "Callout Limits and Limitations", apex_callouts_timeouts.htm):
+Apex (Apex Developer Guide, "Callout Limits and Limitations",
+https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/apex_callouts_timeouts.htm):
 - default timeout 10 s; a per-callout timeout from 1 ms to 120,000 ms, anything else is
-  rejected (the exact exception text is UNVERIFIED; we raise ``ValueError`` with the wording
-  Apex developers quote).
-- request/response size 6 MB synchronous, 12 MB asynchronous (B.1 governor table). Whether
-  "6 MB" means 6,000,000 or 6 MiB is UNVERIFIED; Apex's "String length exceeds maximum:
-  6000000" suggests decimal, so that is used (``SYNC_LIMIT_BYTES``/``ASYNC_LIMIT_BYTES``).
+  rejected (the exact exception text is not confirmed by Salesforce's documentation; we raise
+  ``ValueError`` with the wording Apex developers quote).
+- request/response size 6 MB synchronous, 12 MB asynchronous (Apex governor limits). Whether
+  "6 MB" means 6,000,000 or 6 MiB is not confirmed by Salesforce's documentation; Apex's
+  "String length exceeds maximum: 6000000" suggests decimal, so that is used
+  (``SYNC_LIMIT_BYTES``/``ASYNC_LIMIT_BYTES``).
 - a timeout, a refused connection or a TLS failure is a ``CalloutException`` in Apex; here
   ``CalloutResult(status=0, fault=True, error=...)``. HTTP 4xx/5xx are *not* exceptions in
   Apex: the code reads ``getStatusCode()``, so ``fault`` stays False.
-- Apex does not follow redirects (UNVERIFIED, widely reported); a 3xx is returned as is.
-- default headers (B.3, OBSERVED in echo captures): ``User-Agent: SFDC-Callout/<class API
-  version>``, a Java-style ``Accept``, ``Cache-Control``/``Pragma: no-cache``; no
+- Apex does not follow redirects (widely reported, not confirmed by Salesforce's
+  documentation); a 3xx is returned as is.
+- default headers, as observed from Apex callouts (echo-service captures):
+  ``User-Agent: SFDC-Callout/<class API version>``, a Java-style ``Accept``, ``Cache-Control``/``Pragma: no-cache``; no
   ``Accept-Encoding``. ``Content-Type`` is whatever the Apex code sets; Offload's Apex sets
   ``application/json``.
 
-Flow HTTP Callout (C, DOC help "flow_http_callout_considerations", "Callouts and Callbacks"):
+Flow HTTP Callout (Salesforce Help on HTTP Callout considerations,
+https://help.salesforce.com/s/articleView?id=platform.flow_http_callout_considerations.htm, and
+the External Services limits,
+https://help.salesforce.com/s/articleView?id=platform.external_services_schema_def_limits.htm):
 - any status >= 300 goes to the fault path; an empty body must be ``{}``/``[]`` (an empty
-  string fails); JSON nesting is limited to 15 levels (OBSERVED) and lists must be
-  homogeneous; External Service callouts time out after 120 s (fixed, ``FLOW_TIMEOUT_S``).
-- the headers a Flow callout sends are not captured anywhere public (UNVERIFIED): the Apex
-  defaults are used, since External Services run on the same callout stack.
+  string fails); JSON nesting is limited to 15 levels (as reported by users quoting the help)
+  and lists must be homogeneous; External Service callouts time out after 120 s (fixed,
+  ``FLOW_TIMEOUT_S``).
+- the headers a Flow callout sends are not captured anywhere public (not confirmed by
+  Salesforce's documentation): the Apex defaults are used, since External Services run on the
+  same callout stack.
 
 Signing (project contract, ``services.signing``): the JSON is serialized once, compactly, and
 exactly those bytes are signed and sent.
@@ -45,9 +51,9 @@ APEX_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
 APEX_DEFAULT_TIMEOUT_S = 10.0
 APEX_MAX_TIMEOUT_MS = 120_000
 SYNC_LIMIT_BYTES = 6_000_000
-"""Maximum callout request or response size in synchronous Apex (B.1)."""
+"""Maximum callout request or response size in synchronous Apex (Apex governor limits)."""
 ASYNC_LIMIT_BYTES = 12_000_000
-"""Maximum callout request or response size in asynchronous Apex (Queueable, @future, Batch) (B.1)."""
+"""Maximum callout request or response size in asynchronous Apex (Queueable, @future, Batch)."""
 FLOW_TIMEOUT_S = 120.0
 """External Service (Flow HTTP Callout) timeout, not configurable in Flow (C)."""
 FLOW_MAX_JSON_DEPTH = 15
@@ -80,11 +86,11 @@ def apex_callout(
     """POST ``payload`` as JSON the way ``new Http().send(req)`` does from Offload's Apex.
 
     Args:
-        timeout_s: ``req.setTimeout(ms) / 1000``; 1 ms to 120 s, default 10 s (B.1).
+        timeout_s: ``req.setTimeout(ms) / 1000``; 1 ms to 120 s, default 10 s ("Callout Limits and Limitations").
         asynchronous: the callout runs in async Apex, so the 12 MB size limit applies, not 6 MB.
 
     Raises:
-        ValueError: timeout out of range, or the request body over the size limit (B.1).
+        ValueError: timeout out of range, or the request body over the size limit (see the module docstring).
     """
     if not 1 <= timeout_s * 1000 <= APEX_MAX_TIMEOUT_MS:
         raise ValueError("Timeout value must be between 1 and 120000 milliseconds")
@@ -148,7 +154,7 @@ def _serialize(payload: Any) -> bytes:
 
 
 def _headers(body: bytes, *, api_version: str, secret: str | None, api_key: str | None) -> dict[str, str]:
-    """Apex's default headers (B.3) plus Content-Type and the optional signature and key."""
+    """Apex's default headers (as observed from Apex callouts) plus Content-Type and the optional signature and key."""
     headers = {
         "User-Agent": f"SFDC-Callout/{api_version}",
         "Accept": APEX_ACCEPT,
@@ -176,7 +182,8 @@ def _send(
 
     requests' own timeout is per socket operation, so the body is streamed and the deadline
     checked between chunks. Errors become ``status=0, fault=True`` with Java-style messages
-    (UNVERIFIED wording, but "Read timed out" is Java's SocketTimeoutException text).
+    (wording not confirmed by Salesforce's documentation, but "Read timed out" is Java's
+    SocketTimeoutException text).
     """
     started = time.perf_counter()
     deadline = started + timeout_s

@@ -1,4 +1,7 @@
-"""``/composite`` and ``/composite/sobjects`` (reference D.8).
+"""``/composite`` and ``/composite/sobjects``.
+
+REST API guide, "Composite Resources":
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite.htm
 
 Composite: up to 25 subrequests run in order; ``@{refId.path}`` in a URL or body is replaced
 by a value from an earlier subrequest's body (``@{cv.id}``, ``@{q.records[0].Id}``). The
@@ -88,7 +91,7 @@ def composite(version: str) -> Response:
     if not isinstance(subs, list) or not subs:
         raise sferrors.json_parser_error("compositeRequest is required")
     if len(subs) > MAX_SUBREQUESTS:
-        # UNVERIFIED errorCode/message for too many subrequests.
+        # errorCode/message for too many subrequests: not confirmed by Salesforce's documentation.
         raise RestError(400, "INVALID_BATCH_REQUEST", f"Limit of {MAX_SUBREQUESTS} subrequests exceeded")
     for sub in subs:
         headers = {k.lower() for k in (sub.get("httpHeaders") or {})}

@@ -4,7 +4,8 @@ A rule matches a request path by glob (``*/sobjects/Account/*``) or, with a ``re
 by regular expression, optionally restricted to one HTTP method. It fires for the next
 ``count`` matches, or with ``probability`` on each match, or always. Errors are the
 documented ones a Python worker must survive: 503 SERVER_UNAVAILABLE, 403
-REQUEST_LIMIT_EXCEEDED, 400 UNABLE_TO_LOCK_ROW and 401 INVALID_SESSION_ID (reference G.2).
+REQUEST_LIMIT_EXCEEDED, 400 UNABLE_TO_LOCK_ROW and 401 INVALID_SESSION_ID (REST API guide,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
 """
 
 from __future__ import annotations

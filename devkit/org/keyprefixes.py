@@ -2,10 +2,13 @@
 
 Salesforce Ids start with a 3-character key prefix naming the object (001 Account,
 068 ContentVersion, ...). Standard prefixes below are the well-known ones (ContentVersion 068
-and ContentDocument 069 are confirmed by captures, reference D.7; 06A ContentDocumentLink and
-the others are widely published). Custom objects get a prefix derived from their name, so it is
+and ContentDocument 069 are confirmed by captures; 06A ContentDocumentLink and the others are
+widely published; ContentVersion's object reference:
+https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm
+). Custom objects get a prefix derived from their name, so it is
 stable across restarts, in the ``aXX`` range real orgs use; platform events share ``e00``
-(reference D.10: the returned event id "isn't always unique").
+(the returned event id "isn't always unique":
+https://developer.salesforce.com/docs/atlas.en-us.platform_events.meta/platform_events/platform_events_publish_api.htm).
 """
 
 from __future__ import annotations

@@ -1,22 +1,40 @@
 """The org's Outbound Message sender: a SOAP 1.1 client that behaves like Salesforce's queue.
 
-Section letters refer to ``/work/shared/reference/salesforce-protocol.md``. What it copies:
+Salesforce's pages, cited below by title:
 
-- Queue and retries (A.5, DOC S1): notifications are queued and a background process sends
-  them; a failed message is retried with the interval "increasing exponentially, up to a
-  maximum of two hours", and is dropped when 24 hours old (``status="expired"``). The first
-  interval is undocumented; 15 s doubling is the reference's UNVERIFIED suggestion and is
-  configurable (``OutboundConfig.first_retry_s``).
-- Success only on HTTP 200 + ``Ack`` true; everything else is retried (A.4, ``parse_ack``).
-- Latest data (A.5, DOC S1): "If the information in the object changes after the notification
+- "Understanding Notifications":
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+- "Building a Listener":
+  https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-listener.html
+- "Setting Up Outbound Messaging":
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm
+- "Considerations for Security":
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm
+- "Considerations for Outbound Messages":
+  https://help.salesforce.com/s/articleView?id=platform.workflow_om_considerations.htm
+
+What it copies:
+
+- Queue and retries ("Understanding Notifications"): notifications are queued and a background
+  process sends them; a failed message is retried with the interval "increasing exponentially,
+  up to a maximum of two hours", and is dropped when 24 hours old (``status="expired"``). The
+  first interval is undocumented; 15 s doubling is our own choice, not confirmed by
+  Salesforce's documentation, and is configurable (``OutboundConfig.first_retry_s``).
+- Success only on HTTP 200 + ``Ack`` true; everything else is retried ("Building a Listener",
+  ``parse_ack``).
+- Latest data ("Understanding Notifications"): "If the information in the object changes after the notification
   is queued but before it's sent, only the latest data is delivered". The envelope is rendered
   at each attempt from the newest record state, while Notification Ids stay stable.
-- Batching (A.5, DOC S1): "calls are sometimes batched together", up to 100 per message.
+- Batching ("Understanding Notifications"): "calls are sometimes batched together", up to 100
+  per message.
   Notifications for the same definition join the newest unsent message (up to ``max_batch``);
-  the background thread waits ``batch_window_s`` (UNVERIFIED, configurable) so they can.
-- Duplicates and out-of-order delivery can happen (A.5, DOC S1): ``inject`` forces them.
-- 60 s reply timeout (A.5, DOC S5); endpoint ports 80/443/1024-65535 (A.7, DOC S7); HTTPS
-  required when Send Session ID is on (A.6, DOC S3).
+  the background thread waits ``batch_window_s`` (not confirmed by Salesforce's documentation;
+  configurable) so they can.
+- Duplicates and out-of-order delivery can happen ("Understanding Notifications"): ``inject``
+  forces them.
+- 60 s reply timeout ("Considerations for Outbound Messages"); endpoint ports 80/443/1024-65535
+  ("Setting Up Outbound Messaging"); HTTPS required when Send Session ID is on ("Considerations
+  for Security").
 
 Every wait is divided by ``time_scale`` so 24 hours of retries can run in seconds. The HTTP
 timeout is a real network timeout and is *not* scaled.
@@ -56,13 +74,17 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 @dataclass(frozen=True)
 class OutboundConfig:
-    """Knobs for behaviour the public sources leave open. Defaults follow the reference.
+    """Knobs for behaviour the public sources leave open. Defaults follow the public captures.
 
-    HTTP headers (A.3): ``user_agent`` and ``accept_encoding`` come from one third-party
-    capture (UNVERIFIED); ``None`` leaves the header out. ``follow_redirects`` is UNVERIFIED
-    (default: a 3xx is a failure). Retry (A.5): ``first_retry_s`` UNVERIFIED, the 2 h cap and
-    24 h lifetime are DOC. ``batch_window_s`` UNVERIFIED. ``require_https_for_session_id``
-    (DOC S3) and ``check_port`` (DOC S7) reject endpoint URLs real Setup refuses.
+    HTTP headers: ``user_agent`` and ``accept_encoding`` come from one third-party capture, not
+    confirmed by Salesforce's documentation (``content_type`` is also seen in
+    https://github.com/amp-labs/connectors/pull/3419); ``None`` leaves the header out.
+    ``follow_redirects``: not confirmed by Salesforce's documentation (default: a 3xx is a
+    failure). Retry: ``first_retry_s`` is not confirmed by Salesforce's documentation; the 2 h
+    cap and 24 h lifetime are documented ("Understanding Notifications"). ``batch_window_s``:
+    not confirmed by Salesforce's documentation. ``require_https_for_session_id``
+    ("Considerations for Security") and ``check_port`` ("Setting Up Outbound Messaging") reject
+    endpoint URLs real Setup refuses.
     """
 
     user_agent: str | None = "Jakarta Commons-HttpClient/3.1"
@@ -153,7 +175,7 @@ class OutboundSender:
 
         ``created`` is accepted for the caller's benefit: definitions carry no rule criteria,
         so every create and update fires them. The record's state is kept as the *latest*
-        data; what is sent is whatever is latest at delivery time (A.5).
+        data; what is sent is whatever is latest at delivery time ("Understanding Notifications").
         """
         with self._cond:
             record_id = self._remember(sobject, record)
@@ -163,7 +185,10 @@ class OutboundSender:
             self._cond.notify_all()
 
     def record_deleted(self, sobject: str, record_id: str) -> None:
-        """Mark a record deleted: queued notifications for it are sent with ``sf:Id`` only (A.1)."""
+        """Mark a record deleted: queued notifications for it are sent with ``sf:Id`` only.
+
+        See "Understanding Notifications".
+        """
         with self._cond:
             self._latest[(sobject.lower(), to_18(record_id))] = None
 
@@ -181,7 +206,8 @@ class OutboundSender:
             return delivery.id
 
     def inject(self, *, duplicate: int = 0, out_of_order: bool = False) -> None:
-        """Force what Salesforce says can happen (A.5): duplicates, and out-of-order delivery.
+        """Force what Salesforce says can happen ("Understanding Notifications"): duplicates, and out-of-order
+        delivery.
 
         ``duplicate=N``: each of the next N message attempts is POSTed twice, back to back,
         with the same body. ``out_of_order``: the messages queued right now swap their slots
@@ -215,7 +241,10 @@ class OutboundSender:
 
     # -- delivery -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the background sender ("a separate background process performs the actual sending", A.5)."""
+        """Start the background sender.
+
+        "A separate background process performs the actual sending" ("Understanding Notifications").
+        """
         with self._cond:
             if self._thread is not None:
                 return
@@ -283,7 +312,7 @@ class OutboundSender:
         return record_id
 
     def _note_id(self, d: OutboundMessageDefinition) -> str:
-        """A fresh ``04l`` Notification Id on the org's pod, with a valid checksum (A.1)."""
+        """A fresh ``04l`` Notification Id on the org's pod, with a valid checksum ("Understanding Notifications")."""
         n, chars = next(self._note_seq), ""
         for _ in range(10):
             n, rem = divmod(n, 62)

@@ -1,18 +1,26 @@
 """The Outbound Message wire format: the SOAP envelope Salesforce sends and the reply it accepts.
 
 Kept apart from the sender (``outbound.py``) so the format can be checked byte for byte
-against the reference fixtures without any networking. Section letters refer to
-``/work/shared/reference/salesforce-protocol.md``:
+against the fixtures in ``tests/fixtures/salesforce`` without any networking. Sources, cited
+below by title:
 
-- A.1: envelope shape, namespaces and prefixes (``soapenv``/``xsd``/``xsi`` on the Envelope,
-  default namespace on ``notifications``, ``xmlns:sf`` on each ``sObject``), ``sf:Id`` first
-  then the other fields in ASCII order of API name, value formats, nil ``SessionId``.
-- A.4: success is HTTP 200 with ``notificationsResponse/Ack`` true; Ack false, a SOAP Fault,
-  a non-XML body or any other status is a failure (and is retried by the sender).
+- "Understanding Notifications": the envelope shape and namespaces. The prefixes
+  (``soapenv``/``xsd``/``xsi`` on the Envelope, default namespace on ``notifications``,
+  ``xmlns:sf`` on each ``sObject``), ``sf:Id`` first then the other fields in ASCII order of
+  API name, the value formats and the nil ``SessionId`` follow the public captures:
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+- "Building a Listener" (success is HTTP 200 with ``notificationsResponse/Ack`` true; Ack
+  false, a SOAP Fault, a non-XML body or any other status is a failure and is retried by the
+  sender):
+  https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-listener.html
+- "Setting Up Outbound Messaging" (the action's settings and the allowed ports):
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm
+- "Considerations for Security" (HTTPS when Send Session ID is checked):
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm
 
 The envelope is built with lxml, not zeep: Salesforce's serializer puts the prefixes where
 the captures show them, zeep would choose its own (``ns0``...). The tests check the output
-with zeep against the fixture WSDL instead (reference F.1).
+with zeep (https://docs.python-zeep.org/en/master/) against the fixture WSDL instead.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ _SOBJECT_START = re.compile(rb'<sObject xmlns:sf="' + re.escape(SF_NS.encode()) 
 
 @dataclass(frozen=True)
 class OutboundMessageDefinition:
-    """An Outbound Message action as configured in Setup (A.6)."""
+    """An Outbound Message action as configured in Setup ("Setting Up Outbound Messaging")."""
 
     name: str
     sobject: str
@@ -66,8 +74,8 @@ class OutboundMessageDefinition:
 def validate_definition(
     d: OutboundMessageDefinition, *, https_for_session_id: bool, check_port: bool
 ) -> None:
-    """Reject what Setup rejects: bad ids, ports outside 80/443/1024-65535 (A.7, DOC S7), and
-    a non-HTTPS endpoint with Send Session ID checked (A.6, DOC S3)."""
+    """Reject what Setup rejects: bad ids, ports outside 80/443/1024-65535 ("Setting Up Outbound
+    Messaging"), and a non-HTTPS endpoint with Send Session ID checked ("Considerations for Security")."""
     for label, value, prefix in (
         ("org_id", d.org_id, "00D"),
         ("action_id", d.action_id, "04k"),
@@ -93,7 +101,7 @@ def validate_definition(
 
 @dataclass(frozen=True)
 class EnvelopeOptions:
-    """Rendering choices the public captures do not settle (reference A.1, all UNVERIFIED).
+    """Rendering choices the public captures do not settle (none confirmed by Salesforce's documentation).
 
     Attributes:
         null_fields: ``"omit"`` (default: no capture shows ``xsi:nil`` on an ``sf:`` field) or
@@ -123,7 +131,7 @@ class NotificationData:
 
 @dataclass(frozen=True)
 class AckOutcome:
-    """How Salesforce would judge a listener's reply (reference A.4)."""
+    """How Salesforce would judge a listener's reply ("Building a Listener")."""
 
     delivered: bool
     ack: bool | None
@@ -131,14 +139,14 @@ class AckOutcome:
 
 
 def soap_urls(instance_url: str, api_version: str, org_id: str) -> tuple[str, str]:
-    """``(EnterpriseUrl, PartnerUrl)``: ``<host>/services/Soap/c|u/<version>/<15-char org id>`` (A.1)."""
+    """``(EnterpriseUrl, PartnerUrl)``: ``<host>/services/Soap/c|u/<version>/<15-char org id>``, as in captures."""
     base = instance_url.rstrip("/")
     org15 = org_id[:15]
     return (f"{base}/services/Soap/c/{api_version}/{org15}", f"{base}/services/Soap/u/{api_version}/{org15}")
 
 
 def ordered_fields(fields: Sequence[str]) -> list[str]:
-    """``Id`` first, then the other fields in ASCII order of API name, once each (A.1).
+    """``Id`` first, then the other fields in ASCII order of API name, once each, as captures show.
 
     Python's ``sorted`` on ``str`` is code-point order, which for API names is exactly the
     observed order: upper case, then ``_``, then lower case.
@@ -161,7 +169,7 @@ def java_double(value: float) -> str:
 
 
 def format_value(value: Any, options: EnvelopeOptions | None = None) -> str:
-    """Render one field value as Salesforce writes it (A.1 "Value formats").
+    """Render one field value as Salesforce writes it in the captured envelopes.
 
     dateTime ``2017-09-01T16:27:19.000Z`` (UTC, milliseconds; naive values are taken as UTC),
     date ``1978-01-01``, time ``10:00:00.000Z``, booleans ``true``/``false``, doubles per
@@ -201,10 +209,10 @@ def build_envelope(
     notifications: Sequence[NotificationData],
     options: EnvelopeOptions | None = None,
 ) -> bytes:
-    """The UTF-8 request body of one Outbound Message (A.1), 1..100 notifications.
+    """The UTF-8 request body of one Outbound Message ("Understanding Notifications"), 1..100 notifications.
 
     A record that no longer exists (``record=None``) is sent with ``sf:Id`` only: the help
-    says "the notification contains no data" but the exact XML is UNVERIFIED (A.1).
+    says "the notification contains no data" but the exact XML is not confirmed by Salesforce's documentation.
     """
     options = options or EnvelopeOptions()
     if not 1 <= len(notifications) <= 100:
@@ -259,18 +267,20 @@ def _lookup(record: Mapping[str, Any], name: str) -> Any:
 
 
 def parse_ack(status: int, body: bytes) -> AckOutcome:
-    """Judge a listener reply the way Salesforce does (A.4): only 200 + ``Ack`` true delivers.
+    """Judge a listener reply the way Salesforce does ("Building a Listener"): only 200 + ``Ack`` true delivers.
 
     Error texts imitate Setup's "Delivery Failure Reason" column. The SAX prolog message was
-    seen in matrix-org/matrix-hookshot#837 [OBSERVED]; the other wordings are UNVERIFIED.
+    seen in https://github.com/matrix-org/matrix-hookshot/issues/837; the other wordings are not confirmed by
+    Salesforce's documentation.
     """
     if not body.strip():
         return AckOutcome(False, None, f"({status}) empty response" if status != 200 else "No content")
     try:
-        # Listener replies are untrusted too (reference F.1); a reply may declare any encoding.
+        # Listener replies are untrusted too (see services.soapxml); a reply may declare any encoding.
         root = parse_untrusted(body, encoding=None)
     except UnsafeXML:
-        # UNVERIFIED wording: what a Java parser with secure processing says about a DOCTYPE.
+        # Wording not confirmed by Salesforce's documentation: what a Java parser with secure processing says
+        # about a DOCTYPE.
         reason = 'org.xml.sax.SAXParseException; DOCTYPE is disallowed when the feature ' \
                  '"http://apache.org/xml/features/disallow-doctype-decl" set to true.'
         return AckOutcome(False, None, reason if status == 200 else f"({status}) {reason}")
@@ -313,8 +323,9 @@ def post_message(
     """POST one message and judge the reply; never raises for network trouble (it is a failure).
 
     A fresh ``requests.Session`` with its default headers cleared, so only the headers
-    Salesforce sends (A.3) go out (requests would add ``Accept: */*`` and its own
-    User-Agent), and ``trust_env`` off so no proxy or netrc from the environment interferes.
+    Salesforce sends (as captured in ``tests/fixtures/salesforce/outbound-request-headers.http``) go out
+    (requests would add ``Accept: */*`` and its own User-Agent), and ``trust_env`` off so no proxy or netrc
+    from the environment interferes.
     """
     started = time.perf_counter()
     status: int | None = None

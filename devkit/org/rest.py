@@ -1,6 +1,8 @@
 """REST resources that are not about one sObject: versions, resource list, limits, SOQL.
 
-* ``GET /services/data/`` lists versions (no auth, not counted; reference D.1/D.6).
+* ``GET /services/data/`` lists versions (no auth, not counted; REST API guide,
+  https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm and
+  https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm).
 * ``GET .../limits`` reports ``DailyApiRequests`` Max/Remaining and a few other limits.
 * ``GET .../query?q=`` and ``.../queryAll?q=`` run SOQL through ``devkit/org/soql.py``
   (written separately; imported lazily) and page results ``query_batch_size`` at a time with

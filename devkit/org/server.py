@@ -1,6 +1,7 @@
 """``EmulatedOrg``: the org app served over real HTTPS on 127.0.0.1 with a local test CA.
 
-simple-salesforce hard-codes ``https://`` (reference E.1), so the emulator must speak TLS. A
+simple-salesforce hard-codes ``https://`` (``simple_salesforce/api.py`` in
+https://github.com/simple-salesforce/simple-salesforce), so the emulator must speak TLS. A
 CA made with ``trustme`` signs a certificate for ``127.0.0.1`` (IP SAN) and ``localhost``; the
 CA bundle is written to ``<state_dir>/ca.pem`` for clients to trust. The CA key is kept
 (``ca-key.pem``, mode 0600) so restarting with the same state dir keeps clients' trust.

@@ -1,9 +1,10 @@
 """Salesforce REST error bodies, exactly as the API sends them.
 
 REST errors are a JSON *array* of ``{"message", "errorCode", "fields"?}`` (REST API guide,
-errorcodes.htm; reference D.5). simple-salesforce reads ``result.json()[0]['errorCode']`` on
-401, so the array shape is load-bearing. Messages of the common cases are copied from the
-fixtures in ``/work/shared/reference/fixtures/rest-error-*.json``.
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
+simple-salesforce reads ``result.json()[0]['errorCode']`` on 401, so the array shape is
+load-bearing. Messages of the common cases are copied from the fixtures in
+``tests/fixtures/salesforce/rest-error-*.json``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def not_found() -> RestError:
 
 
 def server_unavailable() -> RestError:
-    # Message text is UNVERIFIED (fixture rest-error-503-server-unavailable.json).
+    # Message text not confirmed by Salesforce's documentation (fixture rest-error-503-server-unavailable.json).
     return RestError(503, "SERVER_UNAVAILABLE", "Server is unavailable, please try again later")
 
 
@@ -106,7 +107,8 @@ def invalid_field(sobject: str, name: str) -> RestError:
 
 
 def invalid_reference(field: str) -> RestError:
-    # UNVERIFIED wording; the errorCode is the documented one for a lookup to a missing record.
+    # Wording not confirmed by Salesforce's documentation; the errorCode is the documented one for a lookup to a
+    # missing record.
     return RestError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [field])
 
 

@@ -1,9 +1,11 @@
 """Marshmallow building blocks shared by process schemas.
 
 Field types are limited to what Salesforce External Services can import
-(reference section C): strings, booleans and 32-bit integers, flat objects,
-no ``float``/``long``. Ids are validated with their checksum so a typo fails
-in the receiver with a message, not hours later in a worker.
+(https://help.salesforce.com/s/articleView?id=platform.external_services_schema_def_limits.htm and
+https://help.salesforce.com/s/articleView?id=platform.flow_http_callout_considerations.htm):
+strings, booleans and 32-bit integers, flat objects, no ``float``/``long``. Ids are
+validated with their checksum so a typo fails in the receiver with a message, not hours
+later in a worker.
 """
 
 from __future__ import annotations

@@ -1,15 +1,19 @@
 """``GET /openapi.json``: the OpenAPI 3.0.3 document Salesforce External Services imports.
 
 Generated from the process registry, so a new process appears here with no
-edits. Shaped for External Services (reference section C): OpenAPI 3.0 (not
+edits. Shaped for External Services (Salesforce Help: "Schema Definitions",
+https://help.salesforce.com/s/articleView?id=platform.external_services_schema_def_definition.htm,
+its limits, https://help.salesforce.com/s/articleView?id=platform.external_services_schema_def_limits.htm,
+and the HTTP Callout considerations,
+https://help.salesforce.com/s/articleView?id=platform.flow_http_callout_considerations.htm): OpenAPI 3.0 (not
 3.1), JSON bodies only, one short unique camelCase ``operationId`` per
 operation, flat named schemas, integers and strings only (no float/long), no
 ``oneOf``/``anyOf``/``nullable`` tricks. Success is 2xx because a Flow HTTP
 Callout sends any status >= 300 down its fault path.
 
 ``getJob`` is a GET without a body; Salesforce's External Services page says "A GET
-method with an empty request body results in a validation error" (reference section
-C, wording unclear). If an org refuses it, delete that operation from the imported
+method with an empty request body results in a validation error" ("Schema Definitions",
+above; the wording is unclear). If an org refuses it, delete that operation from the imported
 spec: callouts work without it.
 """
 

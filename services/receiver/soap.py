@@ -1,13 +1,25 @@
 """SOAP 1.1 for Salesforce Outbound Messages: parse the ``notifications`` envelope, build ACK/Fault replies.
 
 Salesforce POSTs one envelope holding 1..100 ``Notification`` elements and waits at most 60 s for a single
-``Ack`` that covers all of them (reference notes ``salesforce-protocol.md`` A.1, A.4, A.5). This module only
-parses and renders; the caller ACKs after the jobs are durably enqueued (A.8).
+``Ack`` that covers all of them. This module only parses and renders; the caller ACKs after the jobs are
+durably enqueued. Salesforce's pages, cited below by title:
+
+- "Understanding Notifications" (envelope, batching, retries, redelivery):
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+- "Understanding the Outbound Messaging WSDL":
+  https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-wsdl.html
+- "Building a Listener" (the ACK reply and how to handle it):
+  https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-listener.html
+- "Considerations for Outbound Messages" (the 60 s timeout):
+  https://help.salesforce.com/s/articleView?id=platform.workflow_om_considerations.htm
+- "Considerations for Security" (check the organization Id):
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm
 
 Why a generic parser rather than zeep against the WSDL: in strict mode zeep rejects a message as soon as an
 admin adds a field the service's WSDL does not know, and non-strict mode silently drops every field after the
-unknown one (F.1, VERIFIED). So fields are read by namespace and local name; zeep stays in the tests as the
-contract check.
+unknown one (we checked this with zeep 4.3.3; ``strict`` is described in
+https://docs.python-zeep.org/en/master/settings.html). So fields are read by namespace and local name; zeep
+stays in the tests as the contract check.
 
 Why lxml, hardened (:func:`services.soapxml.parse_untrusted`, which documents its three layers of XXE
 defence), rather than ``defusedxml.ElementTree``: both refuse DTDs, but defusedxml drives the pure-Python
@@ -36,8 +48,9 @@ from services.soapxml import (  # noqa: F401 - re-exported: callers and tests na
     parse_untrusted,
 )
 
-SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"  # A.4: what Salesforce sends and what listeners reply with
-MAX_NOTIFICATIONS = 100  # WSDL maxOccurs="100" (A.2, A.5)
+# What Salesforce sends and what listeners reply with ("Building a Listener").
+SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+MAX_NOTIFICATIONS = 100  # maxOccurs="100" in the WSDL ("Understanding the Outbound Messaging WSDL")
 
 _ENVELOPE = f"{{{SOAP11_NS}}}Envelope"
 _BODY = f"{{{SOAP11_NS}}}Body"
@@ -63,7 +76,8 @@ _MAX_FAULT_CHARS = 1000
 class Notification:
     """One ``Notification``: the dedupe key, the object type and the record's fields as sent."""
 
-    id: str  # Notification/Id (04l...): stable across redeliveries, so it is the idempotency key (A.5)
+    # Notification/Id (04l...): stable across redeliveries ("Understanding Notifications"), so the idempotency key
+    id: str
     sobject_type: str  # "Account" from xsi:type="sf:Account"
     fields: dict[str, str | None]  # local name -> text (untrimmed), None for xsi:nil
 
@@ -77,7 +91,8 @@ class Notification:
 class OutboundMessage:
     """The whole envelope. ``session_id`` is excluded from ``repr`` so logging a message cannot leak it."""
 
-    organization_id: str  # as sent, 15 or 18 chars; compare with services.sfids.same_id (A.7)
+    # As sent, 15 or 18 chars; compare with services.sfids.same_id ("Considerations for Security").
+    organization_id: str
     action_id: str
     session_id: str | None = field(repr=False)  # None when <SessionId xsi:nil="true"/>; NEVER log it
     enterprise_url: str | None
@@ -91,7 +106,7 @@ def _show(value: str, limit: int = 40) -> str:
 
 
 def parse_outbound_message(body: bytes, *, max_bytes: int = 1_000_000) -> OutboundMessage:
-    """Parse and validate an Outbound Message envelope (A.1).
+    """Parse and validate an Outbound Message envelope ("Understanding Notifications").
 
     Raises:
         PayloadTooLarge: ``len(body) > max_bytes``; checked before any parsing.
@@ -132,7 +147,7 @@ def _notifications_element(root: etree._Element) -> etree._Element:
 
 def _value(el: etree._Element, where: str) -> str | None:
     """An element's text; None for ``xsi:nil`` ("true" or "1", XSD boolean). Nested elements are refused,
-    since a field value here is always a simple type (A.2)."""
+    since a field value here is always a simple type ("Understanding the Outbound Messaging WSDL")."""
     if len(el):
         raise InvalidRequest(f"{where}: <{etree.QName(el).localname}> has child elements; expected a value.")
     nil = el.get(_XSI_NIL)
@@ -227,8 +242,9 @@ def _read_notification(note: etree._Element, index: int) -> Notification:
 
 
 def _sobject_type(sobject: etree._Element, where: str) -> str:
-    """``xsi:type="sf:Account"`` -> ``"Account"``. Every capture carries it (A.1) and the type is how jobs are
-    routed, so it is required, and its prefix must resolve to the enterprise sObject namespace."""
+    """``xsi:type="sf:Account"`` -> ``"Account"``. Every captured envelope carries it (envelope format:
+    "Understanding Notifications") and the type is how jobs are routed, so it is required, and its prefix
+    must resolve to the enterprise sObject namespace."""
     raw = sobject.get(_XSI_TYPE)
     if raw is None:
         raise InvalidRequest(f'{where}: sObject has no xsi:type (expected e.g. xsi:type="sf:Account").')
@@ -254,7 +270,9 @@ _ACK = {
 
 
 def ack_response(ack: bool = True) -> bytes:
-    """The ``notificationsResponse`` envelope, byte for byte the canonical form (``fixtures/ack.xml``, A.4).
+    """The ``notificationsResponse`` envelope, byte for byte the canonical form (``fixtures/ack.xml``).
+
+    The reply format is the one in "Building a Listener".
 
     ``ack=False`` makes Salesforce retry the whole message; send ``True`` only after every job is enqueued.
     """
@@ -262,11 +280,12 @@ def ack_response(ack: bool = True) -> bytes:
 
 
 def fault_response(reason: str, *, server_side: bool) -> bytes:
-    """A SOAP 1.1 Fault (``fixtures/soap-fault.xml``); Salesforce retries after either kind (A.4).
+    """A SOAP 1.1 Fault (``fixtures/soap-fault.xml``); Salesforce retries after either kind ("Building a Listener").
 
     ``server_side=True`` -> ``soapenv:Server`` (we failed: Redis down), else ``soapenv:Client`` (we refuse the
-    message). Note A.8: a permanent refusal is retried for 24 h, so the caller may prefer ACK-and-log. The
-    reason is cleaned of characters XML 1.0 forbids, clipped and escaped; it must never contain a SessionId.
+    message). A permanent refusal is retried for 24 h ("Understanding Notifications"), so the caller may
+    prefer ACK-and-log. The reason is cleaned of characters XML 1.0 forbids, clipped and escaped; it must never
+    contain a SessionId.
     """
     code = "soapenv:Server" if server_side else "soapenv:Client"
     text = escape(_NOT_XML_CHAR.sub("\ufffd", reason[:_MAX_FAULT_CHARS]))

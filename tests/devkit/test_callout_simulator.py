@@ -1,4 +1,10 @@
-"""The org emulator's Apex and Flow callouts, against a real HTTP listener on 127.0.0.1 (reference B, C)."""
+"""The org emulator's Apex and Flow callouts, against a real HTTP listener on 127.0.0.1.
+
+Sources: Apex "Callout Limits and Limitations",
+https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/apex_callouts_timeouts.htm;
+Flow HTTP Callout, https://help.salesforce.com/s/articleView?id=platform.flow_http_callout_considerations.htm
+and https://help.salesforce.com/s/articleView?id=platform.external_services_schema_def_limits.htm.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ PAYLOAD = {"recordId": "0015g00000QwErTAAV", "documentType": "INVOICE_PDF", "not
 
 
 def fixture_headers() -> dict[str, str]:
-    """The default headers in apex-callout-request-headers.http (reference B.3)."""
+    """The default headers in apex-callout-request-headers.http, as observed from Apex callouts."""
     lines = (FIXTURES / "apex-callout-request-headers.http").read_text().split("\n\n")[0].splitlines()[1:]
     return dict(line.split(": ", 1) for line in lines)
 
@@ -91,7 +97,7 @@ def receiver():
 
 
 def test_apex_callout_sends_apex_headers_and_signs_the_exact_bytes(receiver):
-    """Default Apex headers (B.3), compact JSON, signature over the sent bytes, key and idempotency key."""
+    """Default Apex headers (as observed), compact JSON, signature over the sent bytes, key and idempotency key."""
     result = apex_callout(
         receiver.url, PAYLOAD, secret="s3cret", api_key="k-123", idempotency_key="0015g00000QwErTAAV:1"
     )
@@ -122,7 +128,7 @@ def test_optional_headers_are_left_out(receiver):
 
 @pytest.mark.parametrize("timeout_s", [0, 0.0009, 120.001, -1])
 def test_apex_timeout_outside_1_ms_to_120_s_is_rejected(receiver, timeout_s):
-    """Reference B.1: a custom timeout is 1 ms to 120,000 ms."""
+    """"Callout Limits and Limitations" (module docstring): a custom timeout is 1 ms to 120,000 ms."""
     with pytest.raises(ValueError, match="between 1 and 120000 milliseconds"):
         apex_callout(receiver.url, PAYLOAD, timeout_s=timeout_s)
     assert receiver.requests == []
@@ -160,7 +166,7 @@ def test_apex_sees_error_statuses_without_an_exception(receiver, answer, status)
 
 
 def test_request_size_limits_are_6_mb_sync_and_12_mb_async(receiver):
-    """Reference B.1: callout request at most 6 MB in synchronous Apex, 12 MB in asynchronous."""
+    """Apex governor limits: callout request at most 6 MB in synchronous Apex, 12 MB in asynchronous."""
     seven_mb = {"pad": "x" * 7_000_000}
     with pytest.raises(ValueError, match="6 MB"):
         apex_callout(receiver.url, seven_mb)
@@ -202,7 +208,8 @@ def test_flow_fault_path(receiver, answer, status, fault):
 
 
 def test_flow_payload_shape_rules(receiver):
-    """Flow types cannot nest past 15 levels or mix types in a list (reference C); 120 s timeout is fixed."""
+    """Flow types cannot nest past 15 levels or mix types in a list (Flow HTTP Callout considerations); 120 s
+    timeout is fixed."""
     assert flow_callout(receiver.url, nest(15)).status == 202
     with pytest.raises(ValueError, match="15 levels"):
         flow_callout(receiver.url, nest(16))

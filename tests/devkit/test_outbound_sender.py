@@ -1,6 +1,15 @@
 """The org emulator's Outbound Message sender, against a real HTTP listener on 127.0.0.1.
 
-Fixtures are the reference samples copied to ``tests/fixtures/salesforce`` (reference A.1-A.5).
+Fixtures are public samples copied to ``tests/fixtures/salesforce``. Salesforce's pages, cited below by title:
+
+- "Understanding Notifications":
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+- "Building a Listener":
+  https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-listener.html
+- "Setting Up Outbound Messaging":
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm
+- "Considerations for Security":
+  https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm
 """
 
 from __future__ import annotations
@@ -205,7 +214,10 @@ def notification_ids(body: bytes) -> list[str]:
 
 
 def zeep_notifications(body: bytes, wsdl: str = "outbound-message.wsdl"):
-    """Deserialize a request the way a strict zeep listener would (reference F.1)."""
+    """Deserialize a request the way a strict zeep listener would.
+
+    ``strict``: https://docs.python-zeep.org/en/master/settings.html
+    """
     settings = Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     client = Client(str(FIXTURES / wsdl), settings=settings)
     op = client.wsdl.bindings["{http://soap.sforce.com/2005/09/outbound}NotificationBinding"].get(
@@ -288,7 +300,7 @@ def test_doubles_render_like_java(value, text):
 
 
 def test_value_formats():
-    """dateTime in UTC with milliseconds and Z, date, time, booleans, ints (reference A.1)."""
+    """dateTime in UTC with milliseconds and Z, date, time, booleans, ints, as in the captured envelopes."""
     berlin = dt.timezone(dt.timedelta(hours=1))
     assert (
         format_value(dt.datetime(2017, 9, 1, 17, 27, 19, 123456, tzinfo=berlin)) == "2017-09-01T16:27:19.123Z"
@@ -306,7 +318,7 @@ def test_value_formats():
     ("mode", "expected"), [("omit", b""), ("nil", b'<sf:AccountNumber xsi:nil="true"/>')]
 )
 def test_null_fields(mode, expected):
-    """Nulls are omitted by default (UNVERIFIED, configurable to ``xsi:nil``)."""
+    """Nulls are omitted by default (not confirmed by Salesforce's documentation; configurable to ``xsi:nil``)."""
     body = build_envelope(
         org_id=ORG,
         action_id=ACTION,
@@ -350,7 +362,7 @@ def test_null_fields(mode, expected):
     ],
 )
 def test_only_http_200_with_ack_true_is_delivered(status, body, delivered, error_part):
-    """Reference A.4: Ack false, faults, non-XML, other namespaces and non-200 are all failures."""
+    """"Building a Listener": Ack false, faults, non-XML, other namespaces and non-200 are all failures."""
     raw = (FIXTURES / body).read_bytes() if isinstance(body, str) else body
     outcome = parse_ack(status, raw)
     assert outcome.delivered is delivered
@@ -393,7 +405,8 @@ def test_batch_goes_out_as_one_message_with_salesforce_headers(receiver, senders
 
 
 def test_definition_is_validated_like_setup():
-    """Setup refuses HTTP with Send Session ID (A.6) and ports outside 80/443/1024-65535 (A.7)."""
+    """Setup refuses HTTP with Send Session ID ("Considerations for Security") and ports outside
+    80/443/1024-65535 ("Setting Up Outbound Messaging")."""
     sender = OutboundSender()
     with pytest.raises(ValueError, match="HTTPS"):
         sender.define(account_om("http://127.0.0.1:5000/outbound/x", session=True))
@@ -446,7 +459,7 @@ def test_connection_refused_and_timeout_are_failures(receiver, senders):
 
 
 def test_backoff_doubles_from_15_s_caps_at_2_h_and_drops_after_24_h(receiver, senders):
-    """Reference A.5: exponential, at most 2 h apart, dropped when 24 h old (status expired)."""
+    """"Understanding Notifications": exponential, at most 2 h apart, dropped when 24 h old (status expired)."""
     clock = FakeClock()
     sender = senders(clock=clock)
     sender.define(account_om(receiver.url))
@@ -529,7 +542,7 @@ def test_batches_hold_at_most_max_batch_and_each_definition_gets_its_own(receive
 
 
 def test_latest_record_state_is_sent_even_on_retry(receiver, senders):
-    """Reference A.5: "only the latest data is delivered"; Notification Ids stay the same."""
+    """"Understanding Notifications": "only the latest data is delivered"; Notification Ids stay the same."""
     clock = FakeClock()
     sender = senders(clock=clock)
     sender.define(account_om(receiver.url))
@@ -548,7 +561,10 @@ def test_latest_record_state_is_sent_even_on_retry(receiver, senders):
 
 
 def test_deleted_record_is_sent_with_its_id_only(receiver, senders):
-    """The help says a deleted record's notification "contains no data" (exact XML UNVERIFIED)."""
+    """The help says a deleted record's notification "contains no data".
+
+    The exact XML is not confirmed by Salesforce's documentation.
+    """
     sender = senders()
     sender.define(account_om(receiver.url))
     sender.record_changed("Account", ACCOUNTS[0], created=True)

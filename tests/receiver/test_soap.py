@@ -1,7 +1,11 @@
 """SOAP layer of the receiver: Outbound Message parsing, ACK and Fault rendering.
 
-Fixtures are copies of the reference fixtures (``salesforce-protocol.md`` A.1, A.4); zeep against the fixture
-WSDLs is the independent contract check (reference F.1).
+Fixtures (``tests/fixtures/salesforce``) are public captures of the envelope and of the ACK; the formats are
+described in
+https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
+and
+https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-listener.html.
+zeep (https://docs.python-zeep.org/en/master/) against the fixture WSDLs is the independent contract check.
 """
 
 from __future__ import annotations
