@@ -90,12 +90,14 @@ def validate_definition(
     if check_port and not (port == (443 if url.scheme == "https" else 80) or 1024 <= port <= 65535):
         raise ValueError(
             f"port {port} not allowed: Salesforce permits 80 (HTTP only), 443 (HTTPS only) "
-            "and 1024-65535 (reference A.7)"
+            "and 1024-65535 (Setting Up Outbound Messaging: "
+            "https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm)"
         )
     if d.include_session_id and url.scheme != "https" and https_for_session_id:
         raise ValueError(
             "with Send Session ID checked only HTTPS endpoint URLs are supported "
-            "(reference A.6); use https or OutboundConfig(require_https_for_session_id=False)"
+            "(Setting Up Outbound Messaging: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm); "
+            "use https or OutboundConfig(require_https_for_session_id=False)"
         )
 
 
