@@ -96,8 +96,9 @@ def validate_definition(
     if d.include_session_id and url.scheme != "https" and https_for_session_id:
         raise ValueError(
             "with Send Session ID checked only HTTPS endpoint URLs are supported "
-            "(Setting Up Outbound Messaging: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm); "
-            "use https or OutboundConfig(require_https_for_session_id=False)"
+            "(Setting Up Outbound Messaging: "
+            "https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_setting_up.htm"
+            "); use https or OutboundConfig(require_https_for_session_id=False)"
         )
 
 
