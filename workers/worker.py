@@ -63,6 +63,8 @@ from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.worker import BaseWorker, HerokuWorker, SimpleWorker, WorkerStatus
 
+from workers.rqcompat import scheduler_process_alive
+
 __all__ = ["HEARTBEAT_SECONDS", "MAINTENANCE_SECONDS", "STALE_SCHEDULER_SECONDS", "ForkingWorker",
            "InProcessWorker"]
 
@@ -98,9 +100,15 @@ class _Recovery(BaseWorker):
         if self.scheduler is not None and not self._scheduler_alive() and self._release_dead_scheduler_locks():
             self.scheduler.acquire_locks(auto_start=True)
 
+    stop_requested = False
+    """Set when rq's warm-shutdown handler ran (SIGTERM or SIGINT): the work loop then ends for good."""
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        super().request_stop(signum, frame)
+
     def _scheduler_alive(self) -> bool:
-        process = self.scheduler._process if self.scheduler is not None else None  # noqa: SLF001
-        return process is not None and process.is_alive()
+        return scheduler_process_alive(self.scheduler)
 
     def _release_dead_scheduler_locks(self) -> bool:
         """Delete scheduler locks whose owner stopped refreshing them; True if any is free now."""
@@ -168,13 +176,11 @@ class InProcessWorker(_Recovery, SimpleWorker):
             heart.join(timeout=5)
         self.set_state(WorkerStatus.IDLE)
 
-    def _install_signal_handlers(self) -> None:
-        super()._install_signal_handlers()
-        signal.signal(self._imminent_signal, self._raise_imminent_shutdown)
-
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
         if self.get_state() == WorkerStatus.BUSY:
+            # Runs in rq's SIGTERM handler, so in the main thread, where signal handlers are installed.
+            signal.signal(self._imminent_signal, self._raise_imminent_shutdown)
             self.log.warning(
                 "Worker %s: shutting down; the job in hand has %d s to finish before it goes back on the queue",
                 self.name, self.imminent_shutdown_delay,

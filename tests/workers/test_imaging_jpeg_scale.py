@@ -1,4 +1,4 @@
-"""JPEG decode at a reduced DCT scale: 3/8 where it is safe and pays, the source's box, lossless JPEGs.
+"""JPEG decode at a reduced DCT scale through Pillow's public ``draft``: the source's box, lossless JPEGs.
 
 Pixels are compared with a full-size decode resized by Pillow (LANCZOS), which is what the scaled decode
 stands in for. A test picture of thin black lines on white shows any misregistration: a shift of a
@@ -11,12 +11,11 @@ import io
 import struct
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat, JpegImagePlugin
+from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 import tests.support.imagegen as gen
 from workers.imaging import Variant, render_variants
-from workers.imaging import decode as imaging_decode
-from workers.imaging.decode import draft_jpeg, jpeg_frame_marker, libjpeg_scales_three_eighths
+from workers.imaging.decode import draft_jpeg, jpeg_frame_marker
 
 
 def lines_image(width: int, height: int) -> Image.Image:
@@ -65,71 +64,19 @@ def lossless_grey_jpeg(width: int, height: int) -> bytes:
     return b"\xff\xd8" + sof3 + dht + sos + scan + b"\xff\xd9"
 
 
-# ---------------------------------------------------------------- 3/8
-def test_this_libjpeg_decodes_at_three_eighths():
-    """Pillow 13's wheels bundle libjpeg-turbo, which scales by M/8; the probe must find that."""
-    assert libjpeg_scales_three_eighths() is True
-
-
-@pytest.mark.parametrize(("width", "height"), [(1500, 1000), (1501, 1003), (1000, 1500)])
-def test_three_eighths_decode_has_libjpegs_size_and_the_source_box(width, height):
-    size = (400, 267) if width > height else (267, 400)
-    im, box = drafted(gen.encode(gen.photo_image(width, height), "JPEG", quality=90), size)
-    expected = (-(-width * 3 // 8), -(-height * 3 // 8))  # ceil(n * 3 / 8), libjpeg's jdiv_round_up
-    assert (im.decoderconfig, im.size) == ((3, 0), expected)
-    assert box == (0.0, 0.0, width * 3 / 8, height * 3 / 8)
+# ---------------------------------------------------------------- Pillow's draft, and the source box
+@pytest.mark.parametrize(("width", "height"), [(1500, 1000), (1100, 733)])
+def test_a_photo_decodes_at_half_scale_through_pillows_draft(width, height):
+    im, box = drafted(gen.encode(gen.photo_image(width, height), "JPEG"), (400, 267))
+    half = (-(-width // 2), -(-height // 2))
+    assert (im.size, box) == (half, (0, 0, width / 2, height / 2))
     im.load()
-    assert im.size == expected
-    # libjpeg wrote every declared column: the photo's blue channel never drops below ~64, and a column
-    # libjpeg left unwritten would come back black.
-    last = im.crop((im.width - 1, 0, im.width, im.height)).getchannel("B")
-    assert ImageStat.Stat(last).mean[0] > 40
+    assert im.size == half
 
 
-@pytest.mark.parametrize(("width", "height"), [(1500, 1000), (1501, 1003)])
-def test_three_eighths_pixels_match_a_full_decode_resized(width, height):
-    data = gen.encode(lines_image(width, height), "JPEG", quality=95)
-    im, box = drafted(data, (400, 267))
-    assert im.decoderconfig == (3, 0)
-    im.load()
-    ours = im.resize((400, 267), Image.Resampling.LANCZOS, box=box)
-    mean, worst = difference(ours, full_then_resized(data, (400, 267)))
-    assert mean < 3.0 and worst < 48, (mean, worst)  # without the box: mean 5-10, max > 100
-
-
-def test_short_residual_step_keeps_half_scale():
-    """1100 px at 3/8 would be 412.5 px for a 400 px rendition: a 1.03x step, below THREE_EIGHTHS_MIN_STEP."""
-    im, box = drafted(gen.encode(gen.photo_image(1100, 733), "JPEG"), (400, 267))
-    assert (im.decoderconfig, im.size, box) == ((2, 0), (550, 367), (0, 0, 550.0, 366.5))
-
-
-def test_falls_back_to_pillows_draft_when_the_probe_says_no(monkeypatch):
-    monkeypatch.setattr(imaging_decode, "libjpeg_scales_three_eighths", lambda: False)
-    im, box = drafted(gen.encode(gen.photo_image(1500, 1000), "JPEG"), (400, 267))
-    assert (im.decoderconfig, im.size, box) == ((2, 0), (750, 500), (0, 0, 750.0, 500.0))
-
-
-def test_falls_back_when_pillows_draft_is_not_what_it_expects(monkeypatch):
-    """A Pillow whose draft() sets things up differently keeps its own choice, untouched."""
-    original = JpegImagePlugin.JpegImageFile.draft
-
-    def other_draft(self, mode, size):
-        result = original(self, mode, size)
-        self.decoderconfig = (2, 1)  # e.g. a draft that also asked for fast, low-quality decoding
-        return result
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", other_draft)
-    im, _ = drafted(gen.encode(gen.photo_image(1500, 1000), "JPEG"), (400, 267))
-    assert (im.decoderconfig, im.size) == ((2, 1), (750, 500))
-
-
-def test_renditions_from_a_three_eighths_decode():
-    data = gen.encode(lines_image(1500, 1000), "JPEG", quality=95)
-    _, [r] = render_variants(data, (Variant("v", 400, "png"),))
-    out = Image.open(io.BytesIO(r.data))
-    mean, worst = difference(out, full_then_resized(data, out.size))
-    assert out.size == (400, 267)
-    assert mean < 3.0 and worst < 48, (mean, worst)
+def test_a_small_photo_is_not_drafted_below_the_rendition():
+    im, box = drafted(gen.encode(gen.photo_image(700, 466), "JPEG"), (400, 267))
+    assert im.size == (700, 466) and box in (None, (0, 0, 700, 466))
 
 
 # ---------------------------------------------------------------- the source box at 1/2
@@ -165,7 +112,7 @@ def test_lossless_jpeg_is_decoded_at_full_size_not_rejected():
     """libjpeg never scales a lossless JPEG; asking it to (Pillow's draft) made the file fail as damaged."""
     data = lossless_grey_jpeg(641, 479)
     im, box = drafted(data, (200, 149))
-    assert (box, im.size, im.decoderconfig) == (None, (641, 479), ())
+    assert (box, im.size) == (None, (641, 479))
     info, [r] = render_variants(data, (Variant("v", 200, "png"),))
     out = Image.open(io.BytesIO(r.data))
     assert (info.format, info.width, info.height) == ("JPEG", 641, 479)

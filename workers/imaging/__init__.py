@@ -8,7 +8,7 @@ Why it is shaped like this (numbers in docs/benchmarks.md, section "Images"):
 * **Safety first.** The byte size is checked before Pillow sees the file, the format is allowlisted
   (``Image.open(fp, formats=...)``: EPS/PDF/SVG parsers never run), and ``width * height`` from the
   header is capped before any decode. Every Pillow failure becomes ``ImageRejected``.
-* **Decode less.** JPEGs are decoded by libjpeg at the smallest DCT scale (1/8, 1/4, 3/8, 1/2) that is
+* **Decode less.** JPEGs are decoded by libjpeg at the smallest DCT scale (1/8, 1/4, 1/2: Pillow's ``draft``) that is
   still at least as large as the largest rendition (:func:`~workers.imaging.decode.draft_jpeg`); a 24 MP
   photo is decoded as 3.4 MP. The resize then reads exactly the source's box in that decode.
 * **Never hold a big image twice.** Plain 8-bit PNGs are decoded in bands straight into the resize

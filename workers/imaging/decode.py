@@ -7,7 +7,6 @@ is turned into :class:`~services.errors.ImageRejected` with a message a Salesfor
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import os
@@ -18,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, TypeVar
 
-from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
+from PIL import GifImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
 
 from services.errors import ImageRejected
 from services.imagetypes import IMAGE_FILE_TYPES
@@ -253,96 +252,32 @@ def guarded(max_pixels: int, what: str, fn: Callable[[], T]) -> T:
 
 
 # ---------------------------------------------------------------- JPEG: decode at a reduced DCT scale
-#: libjpeg scales a JPEG by M/8 while decoding, for M = 1..16 (libjpeg-turbo and IJG libjpeg 7+:
-#: ``jpeg_core_output_dimensions``, jdmaster.c). ``Image.draft`` only asks for 1/1, 1/2, 1/4 or 1/8: its
-#: scale reaches libjpeg as ``scale_num = 1, scale_denom = scale`` (Pillow src/libImaging/JpegDecode.c),
-#: and libjpeg picks the smallest M/8 at least that large. Asking for 1/3 therefore gets 3/8: a 6000x4000
-#: photo decodes as 2250x1500 (13.5 MB) instead of 3000x2000 (24 MB) for a 1600 px rendition.
-THREE_EIGHTHS_DENOM = 3
-#: 3/8 is used only when the step left after it is at least this large. A 3/8 decode is blockier than a
-#: 1/2 one, and a short residual resize does not smooth that out. Pixel SSIM of the 1600 px rendition vs.
-#: naive's, on bench/images.py's photo at 10 sizes (4300 to 6400 px wide): at 1.01x and 1.08x steps 3/8
-#: gave 0.9874 and 0.9903, against 0.9910 and 0.9924 at 1/2; at 1.15x and 1.2x it was equal (0.9925,
-#: 0.9933); from 1.25x up it was better: 0.9942 vs 0.9936, and 0.9956 vs 0.9947 at 1.41x (24 MP). 1.25 is
-#: also ``FIRST_REDUCING_GAP`` in workers.imaging.
-THREE_EIGHTHS_MIN_STEP = 1.25
-#: Start-of-frame markers of DCT-based Huffman JPEGs: baseline, extended sequential, progressive (ITU-T
-#: T.81, table B.1). Nothing else gets 3/8.
-DCT_FRAME_MARKERS = frozenset((0xC0, 0xC1, 0xC2))
 #: Lossless JPEG frames (SOF3, 7, 11, 15) get no ``draft`` at all. libjpeg-turbo never scales them, whatever
 #: is asked: ``master_selection`` resets the scale to 1/1 (jdmaster.c). Their rows would then be wider than
 #: the scaled size declared to Pillow, which sizes its row buffer from that (the libjpeg-turbo 3.2 in
 #: Pillow 13's wheels stops with "broken data stream" instead, so such a file was rejected as damaged).
+#: See https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/src/jdmaster.c
 LOSSLESS_FRAME_MARKERS = frozenset((0xC3, 0xC7, 0xCB, 0xCF))
 _NO_LENGTH = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM, RST0-7: markers without a length field
 _MAX_SEGMENTS = 256
-#: The probe image: neither side a multiple of 8, so libjpeg's rounding up is checked too.
-_PROBE_SIZE = (61, 21)
-
-
-def _scaled(n: int, eighths: int) -> int:
-    """``n`` pixels at ``eighths``/8 scale, as libjpeg rounds it: ``jdiv_round_up(n * eighths, 8)``."""
-    return -(-n * eighths // 8)
 
 
 def draft_jpeg(im: Image.Image, fp: BinaryIO, size: tuple[int, int]) -> Box | None:
-    """Set ``im`` (an unloaded JPEG) to decode at the smallest DCT scale still >= ``size``.
+    """Set ``im`` (an unloaded JPEG) to decode at the smallest DCT scale (1/2, 1/4, 1/8) still >= ``size``.
 
-    Returns the box the whole source maps to in the decoded image, ``(0, 0, width * s, height * s)``
-    (what ``Image.draft`` returns, and what Pillow's own ``thumbnail`` resizes from), or None when
-    ``draft`` did nothing. A scaled decode is ``ceil(width * s)`` wide, so when the width is not a
-    multiple of 1/s its last column holds only part of a pixel's worth of source: resizing the whole
-    decoded image would stretch the picture by up to one decoded pixel towards the right and bottom.
-
-    The scale is Pillow's 1/2, 1/4 or 1/8, or 3/8 (see :data:`THREE_EIGHTHS_DENOM`) when all of these hold:
-    it leaves a step of at least :data:`THREE_EIGHTHS_MIN_STEP`; ``draft`` chose 1/2 and set ``im`` up as
-    this module expects; the file is a DCT JPEG (:func:`jpeg_frame_marker`); and this process's libjpeg
-    was seen to decode at exactly the size declared for it (:func:`libjpeg_scales_three_eighths`).
-    Otherwise ``im`` stays as ``draft`` left it. Lossless JPEGs are not drafted at all
+    Pillow's public ``Image.draft`` does it
+    (https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.draft) and returns the
+    box the whole source maps to in the decoded image, ``(0, 0, width * s, height * s)``, which is what
+    this returns too (None when ``draft`` did nothing). Resize from that box, not the whole decoded image:
+    a scaled decode is ``ceil(width * s)`` wide, so when the width is not a multiple of 1/s its last column
+    holds only part of a pixel's worth of source, and resizing all of it would stretch the picture by up
+    to one decoded pixel towards the right and bottom. Lossless JPEGs are not drafted at all
     (:data:`LOSSLESS_FRAME_MARKERS`).
     """
-    width, height = im.size
-    marker = jpeg_frame_marker(fp)
-    if marker in LOSSLESS_FRAME_MARKERS:
+    if jpeg_frame_marker(fp) in LOSSLESS_FRAME_MARKERS:
         return None
     drafted = im.draft(im.mode, size)
-    if drafted is None:
-        return None
-    step = min(width * 3 / 8 / size[0], height * 3 / 8 / size[1])
-    if (
-        step >= THREE_EIGHTHS_MIN_STEP
-        and marker in DCT_FRAME_MARKERS
-        and _drafted_at_half(im, width, height)
-        and libjpeg_scales_three_eighths()
-    ):
-        _declare_scale(im, THREE_EIGHTHS_DENOM, (_scaled(width, 3), _scaled(height, 3)))
-        return (0.0, 0.0, width * 3 / 8, height * 3 / 8)
-    return drafted[1]
-
-
-def _drafted_at_half(im: Image.Image, width: int, height: int) -> bool:
-    """Whether ``draft`` left ``im`` as Pillow 13 does for 1/2: so we know what :func:`_declare_scale` changes."""
-    half = (_scaled(width, 4), _scaled(height, 4))
-    return (
-        im.decoderconfig == (2, 0)
-        and im.size == half
-        and len(im.tile) == 1
-        and tuple(im.tile[0][1] or ()) == (0, 0, *half)
-    )
-
-
-def _declare_scale(im: Image.Image, denom: int, size: tuple[int, int]) -> None:
-    """Make Pillow decode ``im`` with libjpeg's ``scale_denom = denom`` into an image of ``size``.
-
-    Sets what ``JpegImageFile.draft`` sets (PIL/JpegImagePlugin.py): the size, the single tile's extents,
-    and ``decoderconfig = (scale, draft)``, whose scale the decoder hands to libjpeg. ``size`` must be
-    exactly what libjpeg will write: nothing checks the rows it writes against the buffer Pillow sized
-    from this width (src/libImaging/JpegDecode.c).
-    """
-    codec, _, offset, args = im.tile[0]
-    im._size = size  # noqa: SLF001 - the attribute draft() itself sets
-    im.tile = [ImageFile._Tile(codec, (0, 0, *size), offset, args)]  # noqa: SLF001
-    im.decoderconfig = (denom, 0)
+    return None if drafted is None else drafted[1]
 
 
 def jpeg_frame_marker(fp: BinaryIO) -> int | None:
@@ -376,27 +311,3 @@ def jpeg_frame_marker(fp: BinaryIO) -> int | None:
         return None
     finally:
         fp.seek(start)
-
-
-@functools.cache
-def libjpeg_scales_three_eighths() -> bool:
-    """Whether this process's libjpeg decodes at 3/8 when asked for 1/3, tried once on a tiny white JPEG.
-
-    The probe is safe whatever libjpeg does. It declares the full width, so rows of any width libjpeg
-    may return fit Pillow's row buffer (sized from the declared width, src/decode.c ``_setimage``), and
-    the columns libjpeg leaves unwritten stay black (that buffer is calloc'd). A height other than 3/8's
-    ends in a decoder error. The answer is yes only if exactly ``ceil(3 * width / 8)`` columns come back
-    white and the rest black. Every real decode then declares the size libjpeg's formula gives.
-    """
-    width, height = _PROBE_SIZE
-    try:
-        buf = io.BytesIO()
-        Image.new("RGB", _PROBE_SIZE, (255, 255, 255)).save(buf, "JPEG", quality=95)
-        with Image.open(buf, formats=("JPEG",)) as im:
-            _declare_scale(im, THREE_EIGHTHS_DENOM, (width, _scaled(height, 3)))
-            im.load()
-            row = im.convert("L").crop((0, 0, width, 1)).tobytes()
-    except Exception:  # noqa: BLE001 - any failure means "do not use 3/8"
-        return False
-    expected = _scaled(width, 3)
-    return all(v > 200 for v in row[:expected]) and not any(row[expected:])
