@@ -1,8 +1,11 @@
 // Offload apex/ metadata checks (run by .ci/apex-check, or `npm run check`).
 //
 // 1. sfdx-project.json has a sourceApiVersion like "66.0".
-// 2. Every *-meta.xml under force-app/ and optional/ is well-formed XML whose
-//    root element is in the Metadata API namespace.
+// 2. Every .xml file under apex/ (node_modules excluded) is well-formed XML,
+//    checked by a strict XML 1.0 parser (saxes, see xml-strict.mjs): a comment
+//    containing "--", a mismatched tag or a bad entity fails. Every *-meta.xml
+//    under force-app/ and optional/ also has its root element in the Metadata
+//    API namespace.
 // 3. Every <apiVersion> in those files equals sourceApiVersion (one version
 //    everywhere).
 // 4. <parameterValue> (header formulas) are single-line, untrimmed-free.
@@ -12,7 +15,8 @@
 // .cls/.trigger with Salesforce's own parser (jorje, via prettier-plugin-apex).
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLParser } from 'fast-xml-parser';
+import { assertWellFormed } from './xml-strict.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const METADATA_NS = 'http://soap.sforce.com/2006/04/metadata';
@@ -21,6 +25,7 @@ const errors = [];
 function walk(dir) {
     if (!existsSync(dir)) return [];
     return readdirSync(dir).flatMap((name) => {
+        if (name === 'node_modules' || name.startsWith('.')) return [];
         const path = join(dir, name);
         return statSync(path).isDirectory() ? walk(path) : [path];
     });
@@ -34,6 +39,15 @@ if (!/^\d{2,3}\.0$/.test(version ?? '')) {
 
 const files = [...walk(join(root, 'force-app')), ...walk(join(root, 'optional'))];
 const metaFiles = files.filter((f) => f.endsWith('-meta.xml'));
+// Every other .xml under apex/ (e.g. a package.xml manifest) must be well-formed too.
+const otherXml = walk(root).filter((f) => f.endsWith('.xml') && !metaFiles.includes(f));
+for (const file of otherXml) {
+    try {
+        assertWellFormed(readFileSync(file, 'utf8'));
+    } catch (e) {
+        errors.push(`${relative(root, file)}: ${e.message}`);
+    }
+}
 const sources = files.filter((f) => f.endsWith('.cls') || f.endsWith('.trigger'));
 const parser = new XMLParser({ ignoreAttributes: false, parseTagValue: false });
 let versionsChecked = 0;
@@ -56,9 +70,10 @@ function collectApiVersions(node, found) {
 for (const file of metaFiles) {
     const name = relative(root, file);
     const text = readFileSync(file, 'utf8');
-    const valid = XMLValidator.validate(text);
-    if (valid !== true) {
-        errors.push(`${name}: not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
+    try {
+        assertWellFormed(text);
+    } catch (e) {
+        errors.push(`${name}: ${e.message}`);
         continue;
     }
     const doc = parser.parse(text);
@@ -93,7 +108,9 @@ for (const source of sources) {
 }
 
 console.log(`sfdx-project.json sourceApiVersion: ${version}`);
-console.log(`checked ${metaFiles.length} -meta.xml files (well-formed, Metadata API namespace)`);
+console.log(
+    `checked ${metaFiles.length} -meta.xml files (strictly well-formed, Metadata API namespace) and ${otherXml.length} other .xml files (strictly well-formed)`
+);
 console.log(`checked ${versionsChecked} <apiVersion> values against ${version}`);
 console.log(`checked ${sources.length} .cls/.trigger files have a -meta.xml`);
 if (errors.length) {
