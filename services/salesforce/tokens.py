@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -44,15 +45,27 @@ class Token:
     instance_url: str
 
 
-def jwt_audience(login_url: str) -> str:
-    """The ``aud`` claim: login or test.salesforce.com for Salesforce hosts, else the login URL itself.
+_SANDBOX_HOST = re.compile(
+    r"(^test\.salesforce\.com$)"  # the sandbox login host
+    r"|(\.sandbox\.my\.salesforce\.com$)"  # enhanced-domain sandboxes
+    r"|(\.scratch\.my\.salesforce\.com$)"  # scratch orgs
+    r"|(^[\w-]+--[\w-]+\.my\.salesforce\.com$)"  # legacy sandbox My Domains: acme--uat.my.salesforce.com
+    r"|(^(?:[\w-]+\.)?cs\d+(?:\.my)?\.salesforce\.com$)"  # sandbox instances: cs42.salesforce.com
+)
 
-    Salesforce documents ``https://login.salesforce.com``, ``https://test.salesforce.com``
-    or an Experience Cloud site URL (reference D.3); a My Domain login URL still uses
-    login (production) or test (sandbox) as the audience.
+
+def jwt_audience(login_url: str) -> str:
+    """The ``aud`` claim: test.salesforce.com for sandbox and scratch hosts, login.salesforce.com for
+    other Salesforce hosts, else the login URL itself (an Experience Cloud site, or the emulator).
+
+    Salesforce documents ``https://login.salesforce.com``, ``https://test.salesforce.com`` or an
+    Experience Cloud site URL (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm);
+    a My Domain login URL still takes login (production) or test (sandbox) as the audience. Which hosts
+    are sandboxes follows the Salesforce CLI's own rule, ``SfdcUrl.isSandboxUrl`` and
+    ``getJwtAudienceUrl`` (https://github.com/forcedotcom/sfdx-core/blob/main/src/util/sfdcUrl.ts).
     """
-    host = urlparse(login_url).hostname or ""
-    if host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com"):
+    host = (urlparse(login_url).hostname or "").lower()
+    if _SANDBOX_HOST.search(host):
         return "https://test.salesforce.com"
     if host.endswith(".salesforce.com"):
         return "https://login.salesforce.com"

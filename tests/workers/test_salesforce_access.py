@@ -71,6 +71,22 @@ def test_jwt_audience_follows_the_login_host() -> None:
     assert jwt_audience("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
 
 
+@pytest.mark.parametrize("login_url", [
+    "https://acme--uat.my.salesforce.com",  # a sandbox My Domain before enhanced domains
+    "https://acme--uat.sandbox.my.salesforce.com",
+    "https://power-dream-1234-dev-ed.scratch.my.salesforce.com",  # a scratch org
+    "https://cs42.salesforce.com",
+    "https://acme.cs42.my.salesforce.com",
+])
+def test_sandbox_and_scratch_hosts_get_the_test_audience(login_url: str) -> None:
+    """They used to get login.salesforce.com, which Salesforce refuses for a sandbox user."""
+    assert jwt_audience(login_url) == "https://test.salesforce.com"
+
+
+def test_a_production_host_that_merely_mentions_cs_keeps_the_login_audience() -> None:
+    assert jwt_audience("https://docs42.my.salesforce.com") == "https://login.salesforce.com"
+
+
 @pytest.mark.parametrize(
     ("instance", "allowed"),
     [
