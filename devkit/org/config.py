@@ -84,7 +84,11 @@ DEFAULT_OAUTH_ERROR_STATUS: dict[str, int] = {
 
 #: Audiences a JWT bearer assertion may carry (help remoteaccess_oauth_jwt_flow). The
 #: emulator's own base URL is accepted too.
-DEFAULT_JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
+PRODUCTION_AUDIENCE = "https://login.salesforce.com"
+SANDBOX_AUDIENCE = "https://test.salesforce.com"
+MAX_JWT_LIFETIME_SECONDS = 180
+"""A JWT bearer assertion's ``exp`` may be at most 3 minutes ahead
+(https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm)."""
 
 
 def _dev_secret(prefix: str) -> str:
@@ -138,7 +142,11 @@ class OrgConfig:
     #: its owner (ShareType "I"), as seen when querying ContentDocumentLink after an upload.
     owner_link: bool = True
     oauth_error_status: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_OAUTH_ERROR_STATUS))
-    jwt_audiences: tuple[str, ...] = DEFAULT_JWT_AUDIENCES
+    #: A sandbox or scratch org takes ``aud`` = test.salesforce.com, a production org login.salesforce.com
+    #: (or, for either, its own URL as an Experience Cloud site would be); never the other one.
+    sandbox: bool = False
+    #: Extra audiences to accept besides the one the org type takes (empty: exactly Salesforce's).
+    jwt_audiences: tuple[str, ...] = ()
     #: Host put in the token response ``id`` URL (fixture: login.salesforce.com).
     identity_host: str = "https://login.salesforce.com"
     #: SOQL query batch size before ``nextRecordsUrl`` paging (REST default 2000).

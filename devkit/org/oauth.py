@@ -26,6 +26,7 @@ import jwt
 from cryptography import x509
 from flask import Blueprint, Response, current_app, request
 
+from .config import MAX_JWT_LIFETIME_SECONDS, PRODUCTION_AUDIENCE, SANDBOX_AUDIENCE
 from .sferrors import json_response
 from .state import OrgState
 
@@ -120,7 +121,9 @@ def _jwt_bearer(state: OrgState) -> Response:
         raise OAuthError("invalid_grant", "invalid assertion")
     if claims.get("iss") != state.config.client_id:
         raise OAuthError("invalid_client_id", "client identifier invalid")
-    audiences = {a.rstrip("/") for a in (*state.config.jwt_audiences, state.base_url, request.host_url) if a}
+    org_audience = SANDBOX_AUDIENCE if state.config.sandbox else PRODUCTION_AUDIENCE
+    audiences = {a.rstrip("/") for a in (org_audience, *state.config.jwt_audiences, state.base_url,
+                                         request.host_url) if a}
     aud = claims.get("aud")
     aud_values = aud if isinstance(aud, list) else [aud]
     if not any(isinstance(a, str) and a.rstrip("/") in audiences for a in aud_values):
@@ -129,8 +132,12 @@ def _jwt_bearer(state: OrgState) -> Response:
         exp = float(claims["exp"])
     except (KeyError, TypeError, ValueError) as exc:
         raise OAuthError("invalid_grant", "invalid assertion") from exc
-    if exp + state.config.jwt_leeway_seconds <= time.time():
+    now = time.time()
+    if exp + state.config.jwt_leeway_seconds <= now:
         raise OAuthError("invalid_grant", "expired authorization code")
+    if exp - now > MAX_JWT_LIFETIME_SECONDS + state.config.jwt_leeway_seconds:
+        # Salesforce's wording for an exp too far ahead is not documented; this is its generic refusal.
+        raise OAuthError("invalid_grant", "invalid assertion")
     username = claims.get("sub")
     if username not in state.config.known_usernames():
         raise OAuthError("invalid_grant", "user hasn't approved this consumer")

@@ -83,11 +83,28 @@ class TestJwtBearer:
         assert same_shape(response.json(), load_fixture("oauth-token-response-jwt-bearer.json"))
         assert Api(org, response.json()["access_token"]).get("/limits").status_code == 200
 
-    @pytest.mark.parametrize("aud", ["https://test.salesforce.com", "SELF"])
-    def test_other_audiences(self, org: EmulatedOrg, jwt_keypair: tuple[bytes, str], aud: str) -> None:
-        aud = org.base_url if aud == "SELF" else aud
-        response = self._post(org, self._assert(org, jwt_keypair[0], aud=aud, exp=int(time.time()) + 60))
+    def test_the_org_itself_is_an_audience_too(self, org: EmulatedOrg, jwt_keypair: tuple[bytes, str]) -> None:
+        """As an Experience Cloud site's URL would be."""
+        response = self._post(org, self._assert(org, jwt_keypair[0], aud=org.base_url, exp=int(time.time()) + 60))
         assert response.status_code == 200
+
+    def test_a_production_org_refuses_the_sandbox_audience(self, org: EmulatedOrg,
+                                                            jwt_keypair: tuple[bytes, str]) -> None:
+        response = self._post(org, self._assert(org, jwt_keypair[0], aud="https://test.salesforce.com"))
+        assert response.status_code == 400
+        assert response.json() == {"error": "invalid_grant", "error_description": "audience is invalid"}
+
+    def test_a_sandbox_takes_the_test_audience_only(self, jwt_keypair: tuple[bytes, str], tmp_path) -> None:
+        with EmulatedOrg(OrgConfig(jwt_cert_pem=jwt_keypair[1], sandbox=True), state_dir=tmp_path / "sb") as sandbox:
+            test_aud = self._post(sandbox, self._assert(sandbox, jwt_keypair[0], aud="https://test.salesforce.com"))
+            login_aud = self._post(sandbox, self._assert(sandbox, jwt_keypair[0]))
+        assert test_aud.status_code == 200, test_aud.text
+        assert login_aud.json() == {"error": "invalid_grant", "error_description": "audience is invalid"}
+
+    def test_exp_more_than_three_minutes_ahead_is_refused(self, org: EmulatedOrg,
+                                                           jwt_keypair: tuple[bytes, str]) -> None:
+        response = self._post(org, self._assert(org, jwt_keypair[0], exp=int(time.time()) + 600))
+        assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
     def test_bad_signature(self, org: EmulatedOrg) -> None:
         from cryptography.hazmat.primitives import serialization
