@@ -176,15 +176,23 @@ def _linked_record(sf: SalesforceClient, source: dict[str, Any]) -> str:
         "nowhere to go. Attach it to a record first.", code="NO_RECORD")
 
 
+TITLE_MAX = 255
+PATH_ON_CLIENT_MAX = 500
+"""ContentVersion.Title and PathOnClient lengths: a longer value fails STRING_TOO_LONG on every retry
+(https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm)."""
+
+
 def _filename(source: dict[str, Any], rendition: Rendition) -> str:
     stem = PurePosixPath(source.get("PathOnClient") or source.get("Title") or "photo").stem
-    return f"{stem}-{rendition.variant.name}.{rendition.extension}"
+    suffix = f"-{rendition.variant.name}.{rendition.extension}"
+    return stem[: PATH_ON_CLIENT_MAX - len(suffix)] + suffix
 
 
 def _fields(source: dict[str, Any], rendition: Rendition, target: str) -> dict[str, Any]:
     title = source.get("Title") or PurePosixPath(source.get("PathOnClient") or "photo").stem
+    suffix = f" ({rendition.variant.name}, {rendition.width}x{rendition.height})"
     return {
-        "Title": f"{title} ({rendition.variant.name}, {rendition.width}x{rendition.height})",
+        "Title": title[: TITLE_MAX - len(suffix)] + suffix,
         "PathOnClient": _filename(source, rendition),
         "FirstPublishLocationId": target,
         RENDITION_MARKER_FIELD: source["Id"],

@@ -40,6 +40,13 @@ READ_ONLY: dict[str, tuple[str, ...]] = {
     "ContentDocument": ("LatestPublishedVersionId", "ContentSize", "FileExtension", "FileType"),
 }
 #: Fields settable on insert only.
+FIELD_LENGTHS: dict[str, dict[str, int]] = {
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm
+    "ContentVersion": {"Title": 255, "PathOnClient": 500, "Description": 1000, "ReasonForChange": 255},
+    "Account": {"Name": 255},
+}
+"""Maximum lengths of the text fields Offload writes; a longer value is ``STRING_TOO_LONG`` as in a real org."""
+
 CREATE_ONLY: dict[str, tuple[str, ...]] = {
     "ContentVersion": ("ContentDocumentId", "FirstPublishLocationId", "PathOnClient", "VersionData"),
     "ContentDocumentLink": ("ContentDocumentId", "LinkedEntityId"),
@@ -105,6 +112,11 @@ def clean_fields(
         fields.pop(lowered.get("id", "\0"), None)
     if blocked:
         raise sferrors.read_only_field(blocked)
+    for field, limit in FIELD_LENGTHS.get(sobject, {}).items():
+        name = lowered.get(field.lower())
+        value = fields.get(name) if name else None
+        if isinstance(value, str) and len(value) > limit:
+            raise sferrors.string_too_long(field, value, limit)
     for ref in REFERENCE_FIELDS:
         name = lowered.get(ref.lower())
         if name and fields[name] not in (None, ""):

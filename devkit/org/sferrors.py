@@ -102,6 +102,11 @@ def read_only_field(names: list[str]) -> RestError:
     )
 
 
+def string_too_long(field: str, value: str, limit: int) -> RestError:
+    """A text value over the field's length, as Salesforce words it on insert and update."""
+    return RestError(400, "STRING_TOO_LONG", f"{field}: data value too large: {value} (max length={limit})", [field])
+
+
 def invalid_field(sobject: str, name: str) -> RestError:
     return RestError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
 

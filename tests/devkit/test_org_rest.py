@@ -136,3 +136,12 @@ def test_query_paging(org: EmulatedOrg, api: Api) -> None:
     assert first["totalSize"] == 205 and first["done"] is False and len(first["records"]) == 200
     rest = api.get(f"{org.base_url}{first['nextRecordsUrl']}").json()
     assert rest["done"] is True and len(rest["records"]) == 5 and rest["totalSize"] == 205
+
+
+def test_a_title_over_255_characters_is_string_too_long(api: Api) -> None:
+    """As a real org refuses it; the emulator used to store any length."""
+    response = api.post("/sobjects/Account", json={"Name": "x" * 256})
+    assert response.status_code == 400
+    [error] = response.json()
+    assert error["errorCode"] == "STRING_TOO_LONG" and error["fields"] == ["Name"]
+    assert error["message"].endswith("(max length=255)")

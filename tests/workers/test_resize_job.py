@@ -244,3 +244,19 @@ def test_one_corrupt_file_does_not_stop_a_record_job(org, worker_env, redis_conn
     assert renditions_of(org, broken) == []
     assert [(r["contentVersionId"], r["code"]) for r in result["refused"]] == [(broken, "IMAGE_REJECTED")]
     assert sorted(result["sourceContentVersionIds"]) == sorted([first, last])
+
+
+def test_a_long_title_and_file_name_are_trimmed_to_the_field_lengths(org, worker_env, redis_conn, run_jobs) -> None:
+    """Title + " (large, 1600x1067)" over 255 characters failed STRING_TOO_LONG on every retry."""
+    listing = create_record(org, "Account", Name="1 Long Name Road")
+    name = "a" * 250 + ".jpg"
+    source = upload_file(org, listing, photo_jpeg(900, 600), name, Title="t" * 255)
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "long-title")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "finished", job.latest_result().exc_string if job.latest_result() else None
+    made = renditions_of(org, source)
+    assert len(made) == 3
+    for rendition in made:
+        assert len(rendition["Title"]) <= 255 and rendition["Title"].endswith(")")
+        assert rendition["PathOnClient"].endswith((".jpg", ".webp"))
