@@ -103,6 +103,10 @@ def _variants(name: str, raw: str) -> tuple[Variant, ...]:
     return parse_variants(raw, name)
 
 
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
+"""Salesforce's shared login hosts: fine for JWT bearer, refused for the client credentials flow."""
+
+
 def setting(env: str, default: str, description: str, parse: Parser = _text, *, secret: bool = False) -> Any:
     """Declare one environment variable as a dataclass field of :class:`Settings`."""
     return field(
@@ -125,7 +129,8 @@ class Settings:
     salesforce_login_url: str = setting(
         "SALESFORCE_LOGIN_URL",
         "https://login.salesforce.com",
-        "Where workers get OAuth tokens: login, test (sandbox) or your My Domain URL.",
+        "Where workers get OAuth tokens: your My Domain URL (https://<mydomain>.my.salesforce.com; "
+        "required for client credentials), or login/test.salesforce.com for JWT bearer.",
         _https_url,
     )
     salesforce_client_id: str = setting(
@@ -292,6 +297,15 @@ class Settings:
                 raise ConfigError(
                     "Set SALESFORCE_CLIENT_ID with SALESFORCE_CLIENT_SECRET (client credentials) or with "
                     "SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY (JWT bearer): the credentials are incomplete."
+                )
+            host = (urlparse(self.salesforce_login_url).hostname or "").lower()
+            if self.salesforce_auth_mode == "client_credentials" and host in GENERIC_LOGIN_HOSTS:
+                # Salesforce answers "invalid_grant: request not supported on this domain" there
+                # (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm).
+                raise ConfigError(
+                    f"SALESFORCE_LOGIN_URL is {self.salesforce_login_url}, but the client credentials flow only "
+                    "works on the org's My Domain: set SALESFORCE_LOGIN_URL=https://<mydomain>.my.salesforce.com "
+                    "(Setup > My Domain)."
                 )
         else:
             raise ValueError(f"unknown role {role!r}")

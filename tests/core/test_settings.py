@@ -91,3 +91,20 @@ def test_a_worker_with_wrong_variants_exits_before_taking_a_job(redis_url: str) 
     proc = subprocess.run([sys.executable, "-m", "workers", "--burst"], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 2 and "OFFLOAD_IMAGE_VARIANTS is invalid" in proc.stderr
+
+
+@pytest.mark.parametrize("login_url", ["https://login.salesforce.com", "https://test.salesforce.com"])
+def test_client_credentials_on_a_shared_login_host_stop_the_worker(login_url: str) -> None:
+    """Salesforce answers invalid_grant "request not supported on this domain" there, on every job."""
+    settings = Settings.from_env({"SALESFORCE_CLIENT_ID": "id", "SALESFORCE_CLIENT_SECRET": "secret",
+                                  "SALESFORCE_LOGIN_URL": login_url})
+    with pytest.raises(ConfigError, match=r"SALESFORCE_LOGIN_URL=https://<mydomain>\.my\.salesforce\.com"):
+        settings.require("worker")
+
+
+def test_client_credentials_on_a_my_domain_and_jwt_on_login_are_fine() -> None:
+    Settings.from_env({"SALESFORCE_CLIENT_ID": "id", "SALESFORCE_CLIENT_SECRET": "secret",
+                       "SALESFORCE_LOGIN_URL": "https://acme.my.salesforce.com"}).require("worker")
+    Settings.from_env({"SALESFORCE_CLIENT_ID": "id", "SALESFORCE_USERNAME": "u@example.com",
+                       "SALESFORCE_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----",
+                       "SALESFORCE_LOGIN_URL": "https://login.salesforce.com"}).require("worker")
