@@ -110,7 +110,9 @@ class _Recovery(BaseWorker):
             key = RQScheduler.get_locking_key(queue.name)
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
-                    owner, ttl_ms = pipe.get(key).pttl(key).execute()
+                    pipe.get(key)  # queued one by one: redis-py types a pipeline's get() as a client's
+                    pipe.pttl(key)
+                    owner, ttl_ms = pipe.execute()
                 if owner is None:
                     free = True
                 elif 0 <= ttl_ms < (lock_ttl - STALE_SCHEDULER_SECONDS) * 1000:
