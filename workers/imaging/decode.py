@@ -312,6 +312,7 @@ def draft_jpeg(im: Image.Image, fp: BinaryIO, size: tuple[int, int]) -> Box | No
     if (
         step >= THREE_EIGHTHS_MIN_STEP
         and marker in DCT_FRAME_MARKERS
+        and isinstance(im, ImageFile.ImageFile)  # always, once draft() did something: it is a JpegImageFile
         and _drafted_at_half(im, width, height)
         and libjpeg_scales_three_eighths()
     ):
@@ -320,7 +321,7 @@ def draft_jpeg(im: Image.Image, fp: BinaryIO, size: tuple[int, int]) -> Box | No
     return drafted[1]
 
 
-def _drafted_at_half(im: Image.Image, width: int, height: int) -> bool:
+def _drafted_at_half(im: ImageFile.ImageFile, width: int, height: int) -> bool:
     """Whether ``draft`` left ``im`` as Pillow 13 does for 1/2: so we know what :func:`_declare_scale` changes."""
     half = (_scaled(width, 4), _scaled(height, 4))
     return (
@@ -331,7 +332,7 @@ def _drafted_at_half(im: Image.Image, width: int, height: int) -> bool:
     )
 
 
-def _declare_scale(im: Image.Image, denom: int, size: tuple[int, int]) -> None:
+def _declare_scale(im: ImageFile.ImageFile, denom: int, size: tuple[int, int]) -> None:
     """Make Pillow decode ``im`` with libjpeg's ``scale_denom = denom`` into an image of ``size``.
 
     Sets what ``JpegImageFile.draft`` sets (PIL/JpegImagePlugin.py): the size, the single tile's extents,
