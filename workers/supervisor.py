@@ -136,7 +136,7 @@ class Supervisor:
             code = self._work(name)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - report anything, then die with a crash status
+        except BaseException:  # report anything, then die with a crash status
             traceback.print_exc()
         finally:
             sys.stdout.flush()

@@ -99,7 +99,7 @@ class _Recovery(BaseWorker):
             self.scheduler.acquire_locks(auto_start=True)
 
     def _scheduler_alive(self) -> bool:
-        process = self.scheduler._process if self.scheduler is not None else None  # noqa: SLF001
+        process = self.scheduler._process if self.scheduler is not None else None
         return process is not None and process.is_alive()
 
     def _release_dead_scheduler_locks(self) -> bool:
@@ -156,7 +156,7 @@ class InProcessWorker(_Recovery, SimpleWorker):
             while not done.wait(self.job_monitoring_interval):
                 try:
                     self.maintain_heartbeats(job)
-                except Exception:  # noqa: BLE001 - a missed beat must never break the job
+                except Exception:  # a missed beat must never break the job
                     self.log.warning("Worker %s: heartbeat for job %s failed", self.name, job.id)
 
         self.executed_jobs += 1

@@ -26,7 +26,7 @@ from lxml import etree
 
 from services.errors import InvalidRequest, PayloadTooLarge
 from services.sfids import is_valid_id
-from services.soapxml import (  # noqa: F401 - re-exported: callers and tests name them here
+from services.soapxml import (  # re-exported: callers and tests name them here
     OUTBOUND_NS,
     SOAP11_NS,
     SOAP12_NS,
