@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     return supervisor.run()
 
 
-def run_worker(  # noqa: PLR0913 - each is one of the worker's settings
+def run_worker(  # each is one of the worker's settings
     worker_class: type[BaseWorker], connection: redis.Redis, names: list[str], *, burst: bool, log_level: str,
     name: str | None = None, max_jobs: int | None = None,
 ) -> int:
@@ -103,7 +103,7 @@ def run_worker(  # noqa: PLR0913 - each is one of the worker's settings
             worker.work(burst=burst, with_scheduler=True, logging_level=log_level.upper(), max_jobs=max_jobs)
         except redis.ConnectionError:
             pass  # Redis unreachable while starting or stopping: wait for it below
-        if worker._shutdown_requested_date is not None:  # noqa: SLF001 - set by rq on SIGTERM
+        if worker._shutdown_requested_date is not None:  # set by rq on SIGTERM
             return 0
         if max_jobs is not None and getattr(worker, "executed_jobs", 0) >= max_jobs:
             return EXIT_RETIRED

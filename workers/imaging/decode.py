@@ -341,8 +341,8 @@ def _declare_scale(im: ImageFile.ImageFile, denom: int, size: tuple[int, int]) -
     from this width (src/libImaging/JpegDecode.c).
     """
     codec, _, offset, args = im.tile[0]
-    im._size = size  # noqa: SLF001 - the attribute draft() itself sets
-    im.tile = [ImageFile._Tile(codec, (0, 0, *size), offset, args)]  # noqa: SLF001
+    im._size = size  # the attribute draft() itself sets
+    im.tile = [ImageFile._Tile(codec, (0, 0, *size), offset, args)]
     im.decoderconfig = (denom, 0)
 
 
@@ -397,7 +397,7 @@ def libjpeg_scales_three_eighths() -> bool:
             _declare_scale(im, THREE_EIGHTHS_DENOM, (width, _scaled(height, 3)))
             im.load()
             row = im.convert("L").crop((0, 0, width, 1)).tobytes()
-    except Exception:  # noqa: BLE001 - any failure means "do not use 3/8"
+    except Exception:  # any failure means "do not use 3/8"
         return False
     expected = _scaled(width, 3)
     return all(v > 200 for v in row[:expected]) and not any(row[expected:])
