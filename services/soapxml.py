@@ -25,8 +25,12 @@ declared UTF-7/UTF-16 encoding cannot hide markup from the byte scan.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from lxml import etree
+
+if TYPE_CHECKING:
+    from lxml.etree._docloader import _InputDocument  # the stubs' name for resolve()'s answer; lxml exports none
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
@@ -46,7 +50,7 @@ class UnsafeXML(ValueError):
 class _RefuseExternal(etree.Resolver):
     """Answer every external DTD/entity load with an empty document: no file is opened, no URL fetched."""
 
-    def resolve(self, system_url: str, public_id: str | None, context: object) -> object:
+    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> _InputDocument:
         return self.resolve_string("", context)
 
 

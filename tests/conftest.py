@@ -81,7 +81,7 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, redis_conn: redis.Redis):  # noqa: ANN201 - Flask
+def app(settings: Settings, redis_conn: redis.Redis):  # a Flask app
     """The receiver wired to the test database."""
     from services.receiver import create_app
 
@@ -89,12 +89,12 @@ def app(settings: Settings, redis_conn: redis.Redis):  # noqa: ANN201 - Flask
 
 
 @pytest.fixture
-def client(app):  # noqa: ANN001, ANN201 - Flask test client
+def client(app):  # Flask test client
     return app.test_client()
 
 
 @pytest.fixture
-def run_jobs(redis_conn: redis.Redis):  # noqa: ANN201
+def run_jobs(redis_conn: redis.Redis):
     """Run every queued job in this process (SimpleWorker, burst); returns how many ran."""
     from services.processes import PROCESSES
 

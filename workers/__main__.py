@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     return supervisor.run()
 
 
-def run_worker(  # noqa: PLR0913 - each is one of the worker's settings
+def run_worker(  # each is one of the worker's settings
     worker_class: type[BaseWorker], connection: redis.Redis, names: list[str], *, burst: bool, log_level: str,
     name: str | None = None, max_jobs: int | None = None,
 ) -> int:

@@ -47,7 +47,7 @@ def publish_completion(ctx: Any, *, status: str, result: dict[str, Any] | None, 
         missing = exc.code in {"NOT_FOUND", "INVALID_TYPE"}
         event(logger, "completion event not published", logging.WARNING, event_type=ctx.settings.completion_event,
               code=exc.code, hint="deploy apex/ (it defines the event)" if missing else exc.message)
-    except Exception as exc:  # noqa: BLE001 - publishing must never fail a finished job
+    except Exception as exc:  # publishing must never fail a finished job
         event(logger, "completion event not published", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
     else:
         event(logger, "completion event published", event_type=ctx.settings.completion_event, status=status)

@@ -99,7 +99,7 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
     target = source.get("FirstPublishLocationId") or record_hint or _linked_record(sf, source)
     lock = LOCK_PREFIX + source["Id"]
     held = ctx.connection.set(lock, ctx.job_id, nx=True, ex=LOCK_TTL)
-    if not held and (ctx.connection.get(lock) or b"").decode() != ctx.job_id:
+    if not held and ctx.connection.get(lock) != ctx.job_id.encode():
         raise TransientJobError(f"Another job is writing renditions of {source['Id']}; retrying later.",
                                 code="RENDITION_LOCKED")
     try:
@@ -125,7 +125,7 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
         event(logger, "source resized", format=info.format, width=info.width, height=info.height)
         return written
     finally:
-        if (ctx.connection.get(lock) or b"").decode() == ctx.job_id:
+        if ctx.connection.get(lock) == ctx.job_id.encode():
             ctx.connection.delete(lock)
 
 

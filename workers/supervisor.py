@@ -136,7 +136,7 @@ class Supervisor:
             code = self._work(name)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - report anything, then die with a crash status
+        except BaseException:  # report anything, then die with a crash status
             traceback.print_exc()
         finally:
             sys.stdout.flush()
@@ -190,10 +190,11 @@ def recover_abandoned_job(connection: redis.Redis, worker_name: str, queue_names
         dead.register_death()
     if job_id is None:
         return None
-    job_id = job_id.decode()
+    job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
     for queue_name in queue_names:
         registry = StartedJobRegistry(queue_name, connection=connection, serializer=SERIALIZER)
-        members = [m for m in connection.zrange(registry.key, 0, -1) if m.decode().split(":", 1)[0] == job_id]
+        members = [m for m in connection.zrange(registry.key, 0, -1)
+                   if isinstance(m, bytes) and m.decode().split(":", 1)[0] == job_id]
         if members:
             connection.zadd(registry.key, dict.fromkeys(members, 0), xx=True)
             registry.cleanup()

@@ -118,7 +118,9 @@ class _Recovery(BaseWorker):
             key = RQScheduler.get_locking_key(queue.name)
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
-                    owner, ttl_ms = pipe.get(key).pttl(key).execute()
+                    pipe.get(key)  # queued one by one: redis-py types a pipeline's get() as a client's
+                    pipe.pttl(key)
+                    owner, ttl_ms = pipe.execute()
                 if owner is None:
                     free = True
                 elif 0 <= ttl_ms < (lock_ttl - STALE_SCHEDULER_SECONDS) * 1000:
@@ -162,7 +164,7 @@ class InProcessWorker(_Recovery, SimpleWorker):
             while not done.wait(self.job_monitoring_interval):
                 try:
                     self.maintain_heartbeats(job)
-                except Exception:  # noqa: BLE001 - a missed beat must never break the job
+                except Exception:  # a missed beat must never break the job
                     self.log.warning("Worker %s: heartbeat for job %s failed", self.name, job.id)
 
         self.executed_jobs += 1

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 class _LoggingHandler(WSGIRequestHandler):
     """Access log through our logger (DEBUG) instead of werkzeug's stderr printing."""
 
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+    def log(self, type: str, message: str, *args: Any) -> None:  # werkzeug's signature
         logger.debug("%s " + message, self.address_string(), *args)
 
 

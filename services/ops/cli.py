@@ -35,7 +35,7 @@ def _connection(ctx: click.Context) -> redis.Redis:
         client = redis_from_url(settings.redis_url)
         ctx.call_on_close(client.close)
         obj["redis"], obj["settings"] = client, settings
-    return obj["redis"]  # type: ignore[no-any-return]
+    return obj["redis"]
 
 
 def _fail(exc: OffloadError | redis.RedisError) -> click.ClickException:

@@ -72,7 +72,7 @@ class Process:
     def load_handler(self) -> Callable[..., dict[str, Any]]:
         """Import the handler (worker side only)."""
         module_name, _, attr = self.handler.rpartition(".")
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module_name), attr)
 
 
 def registry_of(*processes: Process) -> dict[str, Process]:

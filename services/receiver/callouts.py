@@ -72,7 +72,7 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
             payload = intake.schema_for(process.schema).load(data)
         except ValidationError as exc:
             raise InvalidRequest(
-                f"The {name} request is not valid; see fields.", code="VALIDATION_FAILED", fields=exc.messages
+                f"The {name} request is not valid; see fields.", code="VALIDATION_FAILED", fields=exc.messages_dict
             ) from None
         planned = intake.plan(runtime, process, payload, source="callout", dedupe_key=_idempotency_key(req, name),
                               request_id=request_id)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -175,7 +176,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.before_request_funcs[_BLUEPRINT] = [f for f in theirs if f is not rq_web.push_rq_connection] + [_guard]
     app.after_request_funcs.setdefault(_BLUEPRINT, []).append(_redact_response)
 
-    replacements = {
+    replacements: dict[str, Callable[..., Response]] = {
         f"{_BLUEPRINT}.requeue_job_view": _requeue_one,
         f"{_BLUEPRINT}.requeue_all": _requeue_all,
         f"{_BLUEPRINT}.list_workers": _list_workers,

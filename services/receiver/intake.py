@@ -178,4 +178,4 @@ def read_body(req: Request) -> bytes:
         return req.get_data(cache=False)
     if length > limit:
         raise RequestEntityTooLarge()
-    return req.environ["wsgi.input"].read(length)  # type: ignore[no-any-return]
+    return req.environ["wsgi.input"].read(length)

@@ -28,4 +28,4 @@ def init_app(app: Flask, settings: Settings, client: redis.Redis | None = None) 
 
 def get_runtime() -> Runtime:
     """The current app's runtime (inside a request)."""
-    return current_app.extensions["offload"]  # type: ignore[no-any-return]
+    return current_app.extensions["offload"]

@@ -38,7 +38,7 @@ from lxml import etree
 
 from services.errors import InvalidRequest, PayloadTooLarge
 from services.sfids import is_valid_id
-from services.soapxml import (  # noqa: F401 - re-exported: callers and tests name them here
+from services.soapxml import (  # re-exported: callers and tests name them here
     OUTBOUND_NS,
     SOAP11_NS,
     SOAP12_NS,
@@ -132,13 +132,13 @@ def _notifications_element(root: etree._Element) -> etree._Element:
             raise InvalidRequest(
                 f"This is a SOAP 1.2 envelope; Salesforce Outbound Messages use SOAP 1.1 (Envelope in {SOAP11_NS})."
             )
-        raise InvalidRequest(f"Expected a SOAP 1.1 Envelope ({SOAP11_NS}), not {_show(root.tag, 90)}.")
+        raise InvalidRequest(f"Expected a SOAP 1.1 Envelope ({SOAP11_NS}), not {_show(str(root.tag), 90)}.")
     body = next((child for child in root if child.tag == _BODY), None)  # a soapenv:Header may come first
     if body is None:
         raise InvalidRequest("The SOAP Envelope has no Body.")
     payload = next((child for child in body if isinstance(child.tag, str)), None)
     if payload is None or payload.tag != _NOTIFICATIONS:
-        found = "nothing" if payload is None else _show(payload.tag, 120)
+        found = "nothing" if payload is None else _show(str(payload.tag), 120)
         raise InvalidRequest(
             f"The SOAP Body must hold a 'notifications' element in {OUTBOUND_NS} (an Outbound Message); found {found}."
         )

@@ -141,7 +141,7 @@ class SalesforceClient:
 
     @property
     def base_url(self) -> str:
-        return self._sf.base_url  # type: ignore[no-any-return]
+        return self._sf.base_url
 
     def _call(self, operation: Callable[[Salesforce], T]) -> T:
         """Run one call; after a 401 INVALID_SESSION_ID get a fresh token and try once more."""
@@ -186,15 +186,15 @@ class SalesforceClient:
 
     def query(self, soql: str) -> list[dict[str, Any]]:
         """Every record of a SOQL query (follows ``nextRecordsUrl``)."""
-        return self._call(lambda sf: sf.query_all(soql)["records"])  # type: ignore[no-any-return]
+        return self._call(lambda sf: sf.query_all(soql)["records"])
 
     def get_record(self, sobject: str, record_id: str, fields: list[str] | None = None) -> dict[str, Any]:
         params = {"fields": ",".join(fields)} if fields else None
-        return self._call(lambda sf: sf.restful(f"sobjects/{sobject}/{record_id}", params=params))  # type: ignore[no-any-return]
+        return self._call(lambda sf: _json_object(sf.restful(f"sobjects/{sobject}/{record_id}", params=params)))
 
     def create(self, sobject: str, fields: dict[str, Any]) -> str:
         """Insert a record; return its Id."""
-        result = self._call(lambda sf: sf.restful(f"sobjects/{sobject}", method="POST", json=fields))
+        result = self._call(lambda sf: _json_object(sf.restful(f"sobjects/{sobject}", method="POST", json=fields)))
         return str(result["id"])
 
     def publish_event(self, event_type: str, fields: dict[str, Any]) -> str:
@@ -233,6 +233,13 @@ class SalesforceClient:
 
 def _iter(response: requests.Response) -> Iterator[bytes]:
     yield from response.iter_content(chunk_size=256 * 1024)
+
+
+def _json_object(result: Any | None) -> dict[str, Any]:
+    """restful()'s answer, which is None for an empty body (these calls always get a JSON object)."""
+    if not isinstance(result, dict):
+        raise SalesforceTransientError(f"Salesforce answered with no JSON object ({type(result).__name__}).")
+    return result
 
 
 def _json_or_text(body: bytes) -> Any:

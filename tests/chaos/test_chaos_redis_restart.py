@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 
-def test_nothing_acknowledged_is_lost_across_a_redis_restart(own_redis) -> None:  # noqa: ANN001
+def test_nothing_acknowledged_is_lost_across_a_redis_restart(own_redis) -> None:
     conn = redis.Redis.from_url(own_redis.url)
     with LocalStack(redis_url=own_redis.url, workers=2, env=FAST_RETRY_ENV) as stack:
         org, sender = stack.org, stack.org.state.outbound

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 
-def test_error_bursts_and_expired_tokens(chaos_stack: LocalStack, own_redis) -> None:  # noqa: ANN001
+def test_error_bursts_and_expired_tokens(chaos_stack: LocalStack, own_redis) -> None:
     conn = redis.Redis.from_url(own_redis.url)
     sources = [cv for _, cv in seed_photos(chaos_stack, 10)]
     faults = chaos_stack.org.state.faults
@@ -43,7 +43,7 @@ def test_error_bursts_and_expired_tokens(chaos_stack: LocalStack, own_redis) -> 
     assert not faults.rules(), "some injected faults never fired"
 
 
-def test_duplicate_and_out_of_order_outbound_messages(chaos_stack: LocalStack, own_redis) -> None:  # noqa: ANN001
+def test_duplicate_and_out_of_order_outbound_messages(chaos_stack: LocalStack, own_redis) -> None:
     conn = redis.Redis.from_url(own_redis.url)
     org, sender = chaos_stack.org, chaos_stack.org.state.outbound
     accounts = seed_photos(chaos_stack, 6, sobject="Account")
@@ -66,7 +66,7 @@ def test_duplicate_and_out_of_order_outbound_messages(chaos_stack: LocalStack, o
     assert len(job_ids) == len(notifications)  # duplicates were answered with the original job
 
 
-def test_a_slow_org_times_out_calls_and_still_writes_once(own_redis) -> None:  # noqa: ANN001
+def test_a_slow_org_times_out_calls_and_still_writes_once(own_redis) -> None:
     """OFFLOAD_SALESFORCE_TIMEOUT=2 against a slow org: a read (3 s) and an upload (5.5 s) time out on our
     side; the upload still commits in the org 3.5 s after we gave up. With a 1 s retry base the retry comes
     back before that late commit can be seen, so it must not trust "which variants exist?" yet: the upload

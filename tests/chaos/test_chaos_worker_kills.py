@@ -33,7 +33,7 @@ FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 UPLOAD = "*/sobjects/ContentVersion"
 
 
-def test_three_random_horse_kills_over_twenty_jobs(chaos_stack: LocalStack, own_redis) -> None:  # noqa: ANN001
+def test_three_random_horse_kills_over_twenty_jobs(chaos_stack: LocalStack, own_redis) -> None:
     conn = redis.Redis.from_url(own_redis.url)
     sources = [cv for _, cv in seed_photos(chaos_stack, 20)]
     # A slightly slow org (every upload takes 0.2 s more) so that jobs overlap the kills.
@@ -70,7 +70,7 @@ def test_three_random_horse_kills_over_twenty_jobs(chaos_stack: LocalStack, own_
     assert retries_spent == mid_job
 
 
-def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis) -> None:  # noqa: ANN001
+def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis) -> None:
     """A dyno crash (kill -9 of supervisor, work process and scheduler at once). The job's execution stays in the
     StartedJobRegistry until its heartbeat (30 s) lapses; the next worker's maintenance (every 30 s, also
     while idle) gives it to rq's retry, and releases the dead scheduler's stale lock so its own scheduler

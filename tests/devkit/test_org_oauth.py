@@ -11,7 +11,7 @@ from devkit.org import EmulatedOrg, OrgConfig
 from tests.support.org import Api, load_fixture, same_shape
 
 
-def _token(org: EmulatedOrg, **form: str):  # noqa: ANN202 - requests.Response
+def _token(org: EmulatedOrg, **form: str):  # a requests.Response
     return org.session().post(org.token_url, data=form, timeout=10)
 
 
@@ -74,7 +74,7 @@ class TestJwtBearer:
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, key, algorithm="RS256")
 
-    def _post(self, org: EmulatedOrg, assertion: str):  # noqa: ANN202
+    def _post(self, org: EmulatedOrg, assertion: str):
         return _token(org, grant_type="urn:ietf:params:oauth:grant-type:jwt-bearer", assertion=assertion)
 
     def test_valid_assertion(self, org: EmulatedOrg, jwt_keypair: tuple[bytes, str]) -> None:

@@ -6,7 +6,7 @@ from devkit.embedded_redis import free_port
 from devkit.waiting import wait_until
 
 
-def _wait(predicate):  # noqa: ANN001, ANN202
+def _wait(predicate):
     return wait_until(predicate, 10, "a delivery attempt", interval=0.05)
 
 

@@ -124,7 +124,7 @@ def test_a_job_run_logs_its_ids_and_never_its_session_reference(
     assert not any(SESSION_REF in line for line in output)
 
 
-def test_a_secret_inside_a_message_or_value_is_redacted(lines) -> None:  # noqa: ANN001
+def test_a_secret_inside_a_message_or_value_is_redacted(lines) -> None:
     """Keys are not the only way in: an error text quoting a token is hidden too."""
     event(logger, "login failed for access_token=00D5g!AQ8secret", error="GET /x?session_id=abc123&y=1")
     line = lines()[-1]

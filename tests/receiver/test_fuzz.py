@@ -266,7 +266,7 @@ def _expected_jobs(body: bytes, org18: str) -> list[str] | None:
             ids.append(Delivery(queue=process.queue, dedupe_key=f"om:{org18}:{to_18(note.id)}", envelope={},
                                 description="").job_id)
         return ids
-    except (OffloadError, ValueError, Exception):  # noqa: B014 - anything that fails parsing must not ACK
+    except (OffloadError, ValueError, Exception):  # anything that fails parsing must not ACK
         return None
 
 

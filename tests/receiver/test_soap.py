@@ -183,7 +183,7 @@ def test_agrees_with_zeep_against_the_wsdl(xml: str, wsdl: str, name_field: str)
 # --- responses ------------------------------------------------------------------------------------------------
 
 
-def zeep_operation(wsdl: str):  # noqa: ANN201 (zeep objects)
+def zeep_operation(wsdl: str):  # zeep objects
     from zeep import Client, Settings
 
     zsettings = Settings(strict=True, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True, forbid_external=True)
@@ -235,7 +235,7 @@ def test_fault_matches_fixture_and_is_clipped() -> None:
 
 
 @pytest.fixture
-def canary(tmp_path: Path):  # noqa: ANN201
+def canary(tmp_path: Path):
     """A FIFO standing in for /etc/passwd (a reader opening it would block until our poller writes) plus a
     listening socket standing in for http://127.0.0.1:9/; yields (path, port, touched)."""
     fifo = tmp_path / "secret"
@@ -293,7 +293,7 @@ def hostile(path: Path, port: int) -> dict[str, str]:
 
 
 @pytest.mark.timeout(10)
-def test_dtds_are_rejected_before_parsing(canary, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_dtds_are_rejected_before_parsing(canary, monkeypatch: pytest.MonkeyPatch) -> None:
     path, port, _ = canary
 
     def no_parser(encoding: str | None) -> None:
@@ -306,7 +306,7 @@ def test_dtds_are_rejected_before_parsing(canary, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.timeout(10)
-def test_parser_itself_never_reads_files_or_network(canary, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_parser_itself_never_reads_files_or_network(canary, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defence in depth: with the byte scan switched off, the hardened parser still expands and fetches nothing."""
     path, port, _ = canary
     monkeypatch.setattr(soapxml, "_DTD_MARKERS", ())

@@ -39,7 +39,7 @@ def seed_photos(stack: LocalStack, count: int, *, sobject: str = "Contact", size
 def job_status(conn: redis.Redis, job_id: str) -> str | None:
     try:
         return str(Job.fetch(job_id, connection=conn, serializer=SERIALIZER).get_status().value)
-    except Exception:  # noqa: BLE001 - missing or undecodable: report None
+    except Exception:  # missing or undecodable: report None
         return None
 
 

@@ -13,7 +13,7 @@ from services.settings import Settings
 from tests.support.keys import jwt_keypair
 
 
-def _session(org) -> TimeoutSession:  # noqa: ANN001
+def _session(org) -> TimeoutSession:
     return TimeoutSession(5, org.ca_bundle)
 
 

@@ -77,7 +77,7 @@ def normalise_mode(im: Image.Image) -> Image.Image:
 
 def _max_value(im: Image.Image) -> float:
     extrema = im.getextrema()
-    return float(extrema[1])  # type: ignore[index, arg-type]
+    return float(extrema[1])  # type: ignore[arg-type]  # one band (I, I;16, F): (min, max), not per-band pairs
 
 
 @functools.lru_cache(maxsize=8)
