@@ -10,14 +10,14 @@ import redis
 from PIL import Image
 
 from devkit.org.faults import FaultRule
-from services.queue import Delivery, enqueue_deliveries, fetch_job
+from services.queue import Delivery, admit, fetch_job
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
 
 
 def enqueue(conn: redis.Redis, payload: dict, key: str, **extra: object) -> str:
     envelope = {"process": "resize-image", "payload": payload, "source": "callout", **extra}
-    [outcome] = enqueue_deliveries(conn, [Delivery(queue="resize-image", dedupe_key=key, envelope=envelope,
+    [outcome] = admit(conn, [Delivery(queue="resize-image", dedupe_key=key, envelope=envelope,
                                                    description="test", retries=2)], dedupe_ttl=600)
     return outcome.job_id
 
