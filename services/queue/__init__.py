@@ -3,17 +3,16 @@
 Rules this module enforces for the whole suite:
 
 * **One client per process.** :func:`redis_from_url` is called once by each
-  entry point and the client (a connection pool) is reused; a new connection
-  per request measured 3.3x slower (reference performance anchors, section 2).
+  entry point and the client (with redis-py's connection pool) is reused for
+  every request, instead of a connection per request.
 * **JSON, never pickle.** Jobs are enqueued by dotted path
   (``workers.runner.execute``) with RQ's ``JSONSerializer``: nothing that
   reaches Redis can execute code when it is read back, and the receiver never
   imports Pillow.
-* **ACK only after a durable enqueue.** :func:`enqueue_deliveries` (and
-  :func:`admit`, which adds the loop guard) writes all jobs of one Salesforce
-  message in one atomic Redis transaction (a Lua script, run with one
-  ``EVALSHA``), and raises :class:`~services.errors.EnqueueFailed` if Redis did
-  not take them, so the caller answers with an error and Salesforce retries.
+* **ACK only after a durable enqueue.** :func:`admit` writes all jobs of one
+  Salesforce message in one atomic Lua script, and raises
+  :class:`~services.errors.EnqueueFailed` if Redis did not take them, so the
+  caller answers with an error and Salesforce retries.
 * **A delivery is taken once.** A ledger key per delivery (the Outbound Message
   notification id, an ``Idempotency-Key`` or a payload hash) remembers the job
   for ``OFFLOAD_DEDUPE_TTL`` seconds, longer than Salesforce's 24-hour retry
@@ -21,35 +20,39 @@ Rules this module enforces for the whole suite:
 * **One round trip per request.** The loop-guard check, the ledger claim and
   the job writes happen inside that one script, so a request costs one Redis
   round trip however many notifications it carries, and no other client can
-  see a claim whose job is not written yet. The job hash is written in exactly
-  the format RQ 2.12's ``Queue.enqueue_many`` writes (``tests/core/test_fast_enqueue.py``
-  compares the two field by field and runs the job with a real RQ worker), without
-  building RQ ``Job`` objects: that client-side work was half the receiver's
-  capacity (reference performance anchors, section 2).
+  see a claim whose job is not written yet.
+* **Public library APIs only.** Each job is built by RQ's ``Job.create`` and
+  written as its ``Job.to_dict()``, exactly what ``Job.save`` writes; the script
+  is run by redis-py's ``register_script`` on the normal client and its pool
+  (https://redis.readthedocs.io/en/stable/commands.html#redis.commands.core.CoreCommands.register_script,
+  https://python-rq.org/docs/jobs/). The one piece of RQ knowledge no public
+  API offers, which writes make up an enqueue, is in :mod:`services.queue.rqcompat`;
+  ``tests/core/test_fast_enqueue.py`` compares the result with RQ's own
+  ``Queue.enqueue_many`` field by field and runs the job with a real RQ worker.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import random
 import ssl
 import weakref
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from rq import Queue
-from rq.job import Job
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
+from redis.retry import Retry as RedisRetry
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from services import keys
 from services.errors import EnqueueFailed
+from services.queue import rqcompat
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +77,23 @@ def redis_from_url(url: str, **kwargs: Any) -> redis.Redis:
     ssl_cert_reqs to None"). The traffic is still encrypted. This is done only
     for ``rediss://``; ``rq worker --url`` cannot do it, which is why the worker
     is started by ``python -m workers`` instead.
+
+    A connection error or timeout is retried by redis-py itself (up to 3 times,
+    0.05 s, 0.1 s, 0.2 s apart, each on a fresh connection), so a pooled
+    connection left stale by a Redis restart or failover is replaced within the
+    request instead of failing it; ``health_check_interval`` pings a connection
+    idle that long before reusing it. Retrying is safe for the intake: the
+    :func:`admit` script run twice (its first reply lost) writes nothing new the
+    second time and answers "duplicate", which the receiver acknowledges the
+    same way. The cost of a Redis that stays down is the retries: up to four
+    connect timeouts before :class:`EnqueueFailed`.
     """
     options: dict[str, Any] = {
         "socket_connect_timeout": 5,
         "socket_timeout": 10,
         "health_check_interval": 30,
+        "retry": RedisRetry(ExponentialBackoff(cap=0.5, base=0.025), 3),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = ssl.CERT_NONE
@@ -133,78 +148,24 @@ def _ledger_key(dedupe_key: str) -> str:
     return LEDGER_PREFIX + hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()
 
 
-# --- the job hash, as RQ 2.12 writes it ------------------------------------------------------------------
-#
-# ``Queue.enqueue_many`` -> ``Job.create`` + ``Job.to_dict`` + ``HSET``, then ``RPUSH rq:queue:<name>`` and
-# ``SADD rq:queues``. The hash holds what ``Job.to_dict`` emits for a job with no callbacks, no
-# dependencies, no ttl and no result (``Job.restore`` reads each field back): _CONSTANT_FIELDS, then
-# created_at and enqueued_at (one stamp), data (_job_data) and _variable_fields.
-
-_QUEUE_PREFIX = Queue.redis_queue_namespace_prefix  # "rq:queue:"
-_QUEUES_KEY = Queue.redis_queues_keys  # "rq:queues"
-_JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:"
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # rq.utils.utcformat
-
-
-def _rq_timestamp(moment: datetime) -> str:
-    """``moment.strftime(_TIMESTAMP_FORMAT)`` for an aware UTC time, via ``isoformat`` (twice as fast)."""
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-_DATA_PREFIX = json.dumps(JOB_FUNCTION) + ", null, ["  # serializer.dumps((func_name, instance, args, kwargs))
-_CONSTANT_FIELDS: tuple[str, ...] = (
-    "success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
-    "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
-    "status", "queued",
-)
-
-
-def _job_data(d: Delivery) -> bytes:
-    """The zlib-compressed JSON call, as ``Job.to_dict`` stores it (``zlib.decompress`` reads it back).
-
-    A 1 KiB window and ``memLevel`` 2 instead of zlib's defaults (32 KiB, 8): as small an output for a
-    job-sized input (and any zlib reader takes it), but a compressor state of a few KiB instead of the
-    ~256 KiB ``zlib.compress`` allocates and clears on every call (12-16 us against 80-120 us per job here).
-    """
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 10, 2)
-    return compressor.compress(f"[{_DATA_PREFIX}{json.dumps(d.envelope)}], {{}}]".encode()) + compressor.flush()
-
-
-def _variable_fields(d: Delivery) -> list[str]:
-    meta = {k: v for k, v in d.meta.items() if not k.endswith("_ttl")}
-    meta["max_retries"] = d.retries
-    fields = [
-        "origin", d.queue,
-        "description", d.description,
-        "timeout", str(d.timeout),
-        "result_ttl", str(d.meta.get("result_ttl", 86400)),
-        "failure_ttl", str(d.meta.get("failure_ttl", 7 * 86400)),
-        "meta", json.dumps(meta),
-    ]
-    if d.retries:
-        intervals = backoff_intervals(d.retries, base=d.retry_base)
-        fields += ["retries_left", str(d.retries), "retry_intervals", json.dumps(intervals)]
-    return fields
-
-
-def _lua_string(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 # One atomic script per request. KEYS: rq:queues, the intake counters hash (enqueued / duplicates / skipped
-# per process, for /metrics), then 4 per delivery (loop-guard key, ledger key, job key, queue key).
-# ARGV: dedupe ttl, job key prefix, enqueue time, queue key prefix, then 4 per delivery: job id, "1" if its guard
-# key applies, the compressed job data, and the job's other fields as a JSON array (one argument instead
-# of a dozen: redis-py packs every argument in Python). The constant fields are written into the script
-# from _CONSTANT_FIELDS. Reply: per delivery, status (0 skipped, 1 enqueued, 2 duplicate) and job id. A
-# delivery's job is written before its ledger entry, so an error part-way never leaves a claim without its
-# job; Redis runs the whole script before any other command.
+# per process, for /metrics), then 4 per delivery (loop-guard key, ledger key, job key, queue key). ARGV:
+# dedupe ttl, job key prefix, then per delivery: job id, process (queue name), "1" if its guard key applies,
+# the number n of job hash fields, and n field/value pairs (``Job.to_dict()``). Reply: per delivery, status
+# (0 skipped, 1 enqueued, 2 duplicate) and job id. A delivery's job is written before its ledger entry, so an
+# error part-way never leaves a claim without its job; Redis runs the whole script before any other command.
+# Run again with the same deliveries (a retry after a lost reply), it writes nothing new and answers
+# "duplicate" for each: that is what makes redis-py's retry on a connection error safe here.
 _ADMIT_LUA = """
-local ttl, prefix, stamp, queue_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ttl, prefix = ARGV[1], ARGV[2]
 local reply = {}
+local a = 3
 for i = 1, (#KEYS - 2) / 4 do
-  local k, a = 3 + (i - 1) * 4, 5 + (i - 1) * 4
-  local job_id = ARGV[a]
-  local process = string.sub(KEYS[k + 3], #queue_prefix + 1)
-  if ARGV[a + 1] == '1' and redis.call('EXISTS', KEYS[k]) == 1 then
+  local k = 3 + (i - 1) * 4
+  local job_id, process, guarded, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local first, last = a + 4, a + 3 + 2 * n
+  a = last + 1
+  if guarded == '1' and redis.call('EXISTS', KEYS[k]) == 1 then
     redis.call('HINCRBY', KEYS[2], 'skipped|' .. process, 1)
     reply[#reply + 1] = 0
     reply[#reply + 1] = ''
@@ -215,8 +176,7 @@ for i = 1, (#KEYS - 2) / 4 do
       reply[#reply + 1] = 2
       reply[#reply + 1] = held
     else
-      redis.call('HSET', KEYS[k + 2], @CONSTANT_FIELDS@,
-                 'created_at', stamp, 'enqueued_at', stamp, 'data', ARGV[a + 2], unpack(cjson.decode(ARGV[a + 3])))
+      redis.call('HSET', KEYS[k + 2], unpack(ARGV, first, last))
       redis.call('RPUSH', KEYS[k + 3], job_id)
       redis.call('SADD', KEYS[1], KEYS[k + 3])
       redis.call('SET', KEYS[k + 1], job_id, 'EX', ttl)
@@ -227,8 +187,38 @@ for i = 1, (#KEYS - 2) / 4 do
   end
 end
 return reply
-""".replace("@CONSTANT_FIELDS@", ", ".join(_lua_string(f) for f in _CONSTANT_FIELDS))
-_ADMIT_SHA = hashlib.sha1(_ADMIT_LUA.encode()).hexdigest()
+"""
+
+_scripts: weakref.WeakKeyDictionary[redis.Redis, Script] = weakref.WeakKeyDictionary()
+
+
+def _admit_script(connection: redis.Redis) -> Script:
+    """The script registered on this client (redis-py loads it into Redis on first use, and again after a flush)."""
+    script = _scripts.get(connection)
+    if script is None:
+        script = _scripts[connection] = connection.register_script(_ADMIT_LUA)
+    return script
+
+
+def _job(d: Delivery, connection: redis.Redis) -> Job:
+    """The delivery's RQ job, made as ``Queue.enqueue_call`` makes it (``Queue.create_job`` -> ``Job.create``)."""
+    meta = {k: v for k, v in d.meta.items() if not k.endswith("_ttl")}
+    meta["max_retries"] = d.retries
+    return Job.create(
+        JOB_FUNCTION,
+        args=[d.envelope],
+        id=d.job_id,
+        connection=connection,
+        serializer=SERIALIZER,
+        timeout=d.timeout,
+        result_ttl=d.meta.get("result_ttl", 86400),
+        failure_ttl=d.meta.get("failure_ttl", 7 * 86400),
+        description=d.description,
+        meta=meta,
+        origin=d.queue,
+        status=JobStatus.QUEUED,
+        retry=Retry(max=d.retries, interval=backoff_intervals(d.retries, base=d.retry_base)) if d.retries else None,
+    )
 
 
 def admit(
@@ -255,15 +245,17 @@ def admit(
     """
     if not deliveries:
         return []
-    keys: list[str] = [_QUEUES_KEY, INTAKE_COUNTERS_KEY]
-    args: list[Any] = [dedupe_ttl, _JOB_PREFIX, _rq_timestamp(datetime.now(UTC)), _QUEUE_PREFIX]
+    keys: list[str] = [rqcompat.QUEUES_KEY, INTAKE_COUNTERS_KEY]
+    args: list[Any] = [dedupe_ttl, rqcompat.JOB_KEY_PREFIX]
     for i, d in enumerate(deliveries):
         guard = guard_keys[i] if guard_keys is not None else None
-        job_id = d.job_id
-        keys += [guard or "", _ledger_key(d.dedupe_key), _JOB_PREFIX + job_id, _QUEUE_PREFIX + d.queue]
-        args += [job_id, "1" if guard else "0", _job_data(d), json.dumps(_variable_fields(d))]
+        writes = rqcompat.enqueue_writes(_job(d, connection))
+        keys += [guard or "", _ledger_key(d.dedupe_key), writes.job_key, writes.queue_key]
+        args += [writes.job_id, d.queue, "1" if guard else "0", len(writes.mapping)]
+        for name, value in writes.mapping.items():
+            args += [name, value]
     try:
-        reply = _run_script(connection, keys, args)
+        reply = _admit_script(connection)(keys=keys, args=args)
     except redis.RedisError as exc:
         raise EnqueueFailed(
             "The job queue (Redis) did not accept the work, so it was not acknowledged; "
@@ -278,101 +270,6 @@ def admit(
             outcomes.append(Enqueued(job_id=job_id.decode() if isinstance(job_id, bytes) else str(job_id),
                                      duplicate=status == 2))
     return outcomes
-
-
-def _pack(*parts: str | bytes | int) -> bytes:
-    """One command in RESP, the way ``Connection.pack_command`` writes it, for this module's own arguments.
-
-    redis-py packs through its encoder argument by argument (~20 us for the script's 17 arguments here);
-    the script's arguments are only ``str``, ``bytes`` and ``int``, which need none of its other cases.
-    """
-    chunks = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        chunks.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(chunks)
-
-
-_SCRIPT_LOAD = [_pack("SCRIPT", "LOAD", _ADMIT_LUA)]
-
-
-class _ScriptConnections:
-    """Connections kept aside, per Redis client and per process, for the enqueue script only.
-
-    Taking a connection from redis-py's pool costs two locks, a fork check, observability hooks and a
-    non-blocking read to prove the connection clean (three system calls), around a request whose
-    only Redis work is one ``EVALSHA``. These connections are made from the client's own pool settings
-    (host, TLS, password, database, timeouts, health checks) and only ever hold a whole exchange: one
-    that fails part-way is disconnected, never reused half-read. A list's ``pop`` and ``append`` are
-    atomic, so threads each get their own connection; a forked child starts with none (the parent's
-    sockets stay the parent's). One more connection per web worker process than the pool alone.
-    """
-
-    def __init__(self) -> None:
-        self._pid = os.getpid()
-        self._idle: weakref.WeakKeyDictionary[redis.Redis, list[Any]] = weakref.WeakKeyDictionary()
-
-    def take(self, client: redis.Redis) -> Any:
-        if self._pid != os.getpid():
-            self._pid, self._idle = os.getpid(), weakref.WeakKeyDictionary()
-        idle = self._idle.get(client)
-        if idle:
-            try:
-                return idle.pop()
-            except IndexError:  # another thread took the last one
-                pass
-        pool = client.connection_pool
-        return pool.connection_class(**pool.connection_kwargs)
-
-    def give_back(self, client: redis.Redis, conn: Any) -> None:
-        self._idle.setdefault(client, []).append(conn)
-
-
-_script_connections = _ScriptConnections()
-
-
-def _run_script(connection: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-    """``EVALSHA`` on a connection of its own, loading the script first if Redis lost it (restart, flush).
-
-    This does not go through ``Redis.evalsha``: redis-py 8 wraps every command in retry, event and
-    metrics layers that cost ~100 us of CPU per call here, as much as the rest of the enqueue. No retry
-    is wanted anyway: a connection error is answered with an error, so Salesforce retries the whole
-    message, and a script that did run is then answered as a duplicate.
-    """
-    command = [_pack("EVALSHA", _ADMIT_SHA, len(keys), *keys, *args)]  # send_packed_command takes a list of chunks
-    conn = _script_connections.take(connection)
-    try:
-        try:
-            conn.send_packed_command(command)
-            reply = conn.read_response()
-        except redis.exceptions.NoScriptError:
-            conn.send_packed_command(_SCRIPT_LOAD)
-            conn.read_response()
-            conn.send_packed_command(command)
-            reply = conn.read_response()
-    except redis.exceptions.ResponseError:
-        _script_connections.give_back(connection, conn)  # an error reply was read whole: the connection is clean
-        raise
-    except BaseException:
-        conn.disconnect()  # a half-read reply must never be read by the next request
-        raise
-    _script_connections.give_back(connection, conn)
-    return reply
-
-
-def enqueue_deliveries(
-    connection: redis.Redis, deliveries: Sequence[Delivery], *, dedupe_ttl: int
-) -> list[Enqueued]:
-    """Enqueue every delivery that is new, in one transaction; report duplicates.
-
-    Returns one :class:`Enqueued` per delivery, in order (:func:`admit` without
-    a loop guard). Raises :class:`EnqueueFailed` when Redis refused or is
-    unreachable. The transaction is all or nothing: either nothing was written
-    (no job, no ledger entry) and Salesforce's retry is taken as new, or, when
-    only the reply was lost, every job was written and the retry is answered
-    as their duplicate.
-    """
-    return admit(connection, deliveries, dedupe_ttl=dedupe_ttl)  # type: ignore[return-value]
 
 
 def fetch_job(connection: redis.Redis, job_id: str) -> Job | None:

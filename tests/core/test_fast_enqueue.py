@@ -1,14 +1,16 @@
-"""The receiver writes RQ jobs itself (services.queue.admit): they must be RQ 2.12 jobs in every way.
+"""The receiver enqueues RQ jobs inside its own Lua script (services.queue.admit): they must be RQ jobs in every way.
 
-Checked against RQ's own ``Queue.enqueue_many`` (what the receiver used before), field by field, and by
-running the jobs with a real ``SimpleWorker``: success, failure with retries, and ``Job.fetch``. If an RQ
-upgrade changes the job format, these tests fail before the receiver writes jobs RQ cannot read.
+The jobs are built by ``Job.create`` and written as ``Job.to_dict()``; which writes make up an enqueue is
+services.queue.rqcompat's knowledge of RQ. Checked against RQ's own ``Queue.enqueue_many`` and
+``Queue.enqueue_call``, field by field, and by running the jobs with a real ``SimpleWorker``: success,
+failure with retries, and ``Job.fetch``. If an RQ upgrade changes what an enqueue writes, these tests fail,
+naming the RQ version, before the receiver writes jobs RQ cannot read.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import Job, JobStatus
 
 from services.errors import EnqueueFailed
-from services.queue import JOB_FUNCTION, SERIALIZER, Delivery, admit, enqueue_deliveries, fetch_job, make_queue
+from services.queue import JOB_FUNCTION, SERIALIZER, Delivery, admit, fetch_job, make_queue, rqcompat
 from services.queue.loopguard import mark_own_output, own_output_key
 
 CV = "0685g00000XyZaBAAV"
@@ -31,51 +33,81 @@ def _delivery(key: str, record: str = CV, **kwargs: Any) -> Delivery:
                               "note": "ünïcode ✓"}, **kwargs)
 
 
-def _rq_reference(conn: redis.Redis, d: Delivery, intervals: list[int]) -> str:
-    """The same delivery enqueued the way services.queue did it before (RQ's enqueue_many)."""
+DRIFT = (f"rq {rq.__version__} enqueues differently from rq {rqcompat.TESTED_RQ}, which services.queue.rqcompat "
+         "was read against: re-read Queue.enqueue_many / _enqueue_async_job and Job.to_dict, then update rqcompat")
+
+
+def _rq_reference(conn: redis.Redis, d: Delivery, intervals: list[int] | None, how: str) -> str:
+    """The same delivery enqueued by RQ itself: ``Queue.enqueue_many`` in a pipeline, or ``Queue.enqueue_call``."""
     job_id = "reference-" + d.job_id
-    pipe = conn.pipeline()
-    make_queue(d.queue, conn).enqueue_many([Queue.prepare_data(
-        JOB_FUNCTION, args=(d.envelope,), job_id=job_id, description=d.description, timeout=d.timeout,
-        result_ttl=86400, failure_ttl=7 * 86400, meta={"max_retries": d.retries},
-        retry=Retry(max=d.retries, interval=intervals),
-    )], pipeline=pipe)
-    pipe.execute()
+    queue = make_queue(d.queue, conn)
+    options: dict[str, Any] = dict(
+        description=d.description, timeout=d.timeout, result_ttl=86400, failure_ttl=7 * 86400,
+        meta={"max_retries": d.retries}, retry=Retry(max=d.retries, interval=intervals) if intervals else None,
+    )
+    if how == "enqueue_many":
+        pipe = conn.pipeline()
+        queue.enqueue_many([Queue.prepare_data(JOB_FUNCTION, args=(d.envelope,), job_id=job_id, **options)],
+                           pipeline=pipe)
+        pipe.execute()
+    else:
+        queue.enqueue_call(JOB_FUNCTION, args=(d.envelope,), job_id=job_id, **options)
     return job_id
 
 
-def test_the_format_is_pinned_to_rq_2_12() -> None:
-    """Bumping rq means re-reading Job.to_dict and Queue.enqueue_many, then updating this pin."""
-    assert rq.__version__.startswith("2.12."), rq.__version__
-
-
-def test_the_job_hash_equals_what_rq_writes(redis_conn: redis.Redis) -> None:
-    d = _delivery("k1")
-    [outcome] = enqueue_deliveries(redis_conn, [d], dedupe_ttl=90000)
+@pytest.mark.parametrize("how", ["enqueue_many", "enqueue_call"])
+@pytest.mark.parametrize("retries", [5, 0])
+def test_the_job_hash_equals_what_rq_writes(redis_conn: redis.Redis, how: str, retries: int) -> None:
+    d = _delivery("k1", retries=retries)
+    [outcome] = admit(redis_conn, [d], dedupe_ttl=90000)
     ours = redis_conn.hgetall(f"rq:job:{outcome.job_id}")
-    intervals = json.loads(ours[b"retry_intervals"])
-    reference = redis_conn.hgetall(f"rq:job:{_rq_reference(redis_conn, d, intervals)}")
+    intervals = json.loads(ours[b"retry_intervals"]) if retries else None
+    reference_id = _rq_reference(redis_conn, d, intervals, how)
+    reference = redis_conn.hgetall(f"rq:job:{reference_id}")
 
-    assert set(ours) == set(reference)
-    for name in set(ours) - {b"data"} - {t.encode() for t in TIME_FIELDS}:
-        assert ours[name] == reference[name], name
-    assert zlib.decompress(ours[b"data"]) == zlib.decompress(reference[b"data"])
+    assert set(ours) == set(reference), DRIFT
+    for name in set(ours) - {t.encode() for t in TIME_FIELDS}:
+        assert ours[name] == reference[name], f"{name!r}: {DRIFT}"
     for name in TIME_FIELDS:  # same format, a few microseconds apart
-        assert len(ours[name.encode()]) == len(reference[name.encode()]) and ours[name.encode()].endswith(b"Z")
-    assert redis_conn.ttl(f"rq:job:{outcome.job_id}") == redis_conn.ttl(f"rq:job:{outcome.job_id}") == -1
+        assert len(ours[name.encode()]) == len(reference[name.encode()]) and ours[name.encode()].endswith(b"Z"), DRIFT
+    assert redis_conn.ttl(f"rq:job:{outcome.job_id}") == redis_conn.ttl(f"rq:job:{reference_id}") == -1, DRIFT
 
-    # same queue list and queue registry as RQ keeps
-    assert redis_conn.lrange("rq:queue:resize-image", 0, -1) == [outcome.job_id.encode(),
-                                                                  f"reference-{d.job_id}".encode()]
-    assert redis_conn.smembers("rq:queues") == {b"rq:queue:resize-image"}
+    # same queue list and queue registry as RQ keeps, and nothing else of rq's
+    assert redis_conn.lrange("rq:queue:resize-image", 0, -1) == [outcome.job_id.encode(), reference_id.encode()], DRIFT
+    assert redis_conn.smembers("rq:queues") == {b"rq:queue:resize-image"}, DRIFT
     rq_keys = {k for k in redis_conn.keys("rq:*")}
     assert rq_keys == {b"rq:queues", b"rq:queue:resize-image", f"rq:job:{outcome.job_id}".encode(),
-                       f"rq:job:reference-{d.job_id}".encode()}
+                       f"rq:job:{reference_id}".encode()}, DRIFT
+
+
+def test_rqcompat_names_rq_s_own_keys(redis_conn: redis.Redis) -> None:
+    queue = make_queue("resize-image", redis_conn)
+    assert rqcompat.queue_key("resize-image") == queue.key, DRIFT
+    assert rqcompat.QUEUES_KEY == Queue.redis_queues_keys == "rq:queues", DRIFT
+    assert Job.key_for("x") == rqcompat.JOB_KEY_PREFIX + "x", DRIFT
+
+
+def test_enqueue_writes_refuses_a_job_rq_would_not_enqueue(redis_conn: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="origin"):
+        rqcompat.enqueue_writes(Job.create(JOB_FUNCTION, connection=redis_conn, status=JobStatus.QUEUED))
+    with pytest.raises(ValueError, match="origin"):
+        rqcompat.enqueue_writes(Job.create(JOB_FUNCTION, connection=redis_conn, origin="q"))
+
+
+def test_one_request_is_one_redis_command(redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop guard, ledger claims and job writes of a whole message travel as one EVALSHA."""
+    admit(redis_conn, [_delivery("warm")], dedupe_ttl=90000)  # the first call also loads the script
+    sent: list[Any] = []
+    execute = redis_conn.execute_command
+    monkeypatch.setattr(redis_conn, "execute_command", lambda *args, **kw: sent.append(args[0]) or execute(*args, **kw))
+    outcomes = admit(redis_conn, [_delivery(f"n{i}") for i in range(3)], dedupe_ttl=90000)
+    assert sent == ["EVALSHA"] and not any(o.duplicate for o in outcomes)
+    assert redis_conn.llen("rq:queue:resize-image") == 4
 
 
 def test_job_fetch_reads_every_attribute(redis_conn: redis.Redis) -> None:
     d = _delivery("k2", timeout=123, retries=3)
-    [outcome] = enqueue_deliveries(redis_conn, [d], dedupe_ttl=90000)
+    [outcome] = admit(redis_conn, [d], dedupe_ttl=90000)
     job = Job.fetch(outcome.job_id, connection=redis_conn, serializer=SERIALIZER)
     assert job.func_name == JOB_FUNCTION and list(job.args) == [d.envelope] and job.kwargs == {}
     assert job.get_status() == JobStatus.QUEUED and job.origin == "resize-image"
@@ -93,7 +125,7 @@ def test_a_real_worker_runs_the_job(redis_conn: redis.Redis, monkeypatch: pytest
 
     seen: list[dict[str, Any]] = []
     monkeypatch.setattr(workers.runner, "execute", lambda envelope: seen.append(envelope) or {"ok": True})
-    [outcome] = enqueue_deliveries(redis_conn, [_delivery("k3")], dedupe_ttl=90000)
+    [outcome] = admit(redis_conn, [_delivery("k3")], dedupe_ttl=90000)
     worker = SimpleWorker([make_queue("resize-image", redis_conn)], connection=redis_conn, serializer=SERIALIZER)
     assert worker.work(burst=True, with_scheduler=False)
     assert seen == [_delivery("k3").envelope]
@@ -109,19 +141,24 @@ def test_a_failing_job_is_retried_with_the_stored_intervals(redis_conn: redis.Re
         raise RuntimeError("boom")
 
     monkeypatch.setattr(workers.runner, "execute", fail)
-    [outcome] = enqueue_deliveries(redis_conn, [_delivery("k4", retries=2)], dedupe_ttl=90000)
-    worker = SimpleWorker([make_queue("resize-image", redis_conn)], connection=redis_conn, serializer=SERIALIZER)
-    worker.work(burst=True, with_scheduler=False)
+    [outcome] = admit(redis_conn, [_delivery("k4", retries=2)], dedupe_ttl=90000)
+    queue = make_queue("resize-image", redis_conn)
+    first_interval = json.loads(redis_conn.hget(f"rq:job:{outcome.job_id}", "retry_intervals"))[0]
+    before = datetime.now(UTC)
+    SimpleWorker([queue], connection=redis_conn, serializer=SERIALIZER).work(burst=True, with_scheduler=False)
     job = Job.fetch(outcome.job_id, connection=redis_conn, serializer=SERIALIZER)
-    assert job.get_status() == JobStatus.SCHEDULED  # retry scheduled after the first interval
-    assert job.retries_left == 1
+    assert job.get_status() == JobStatus.SCHEDULED, DRIFT  # retry scheduled after the first interval
+    assert job.retries_left == 1, DRIFT
+    at = queue.scheduled_job_registry.get_scheduled_time(job)
+    assert before + timedelta(seconds=first_interval - 1) <= at <= datetime.now(UTC) + timedelta(
+        seconds=first_interval + 1), DRIFT
 
 
 def test_a_job_without_retries_fails_at_once(redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     import workers.runner
 
     monkeypatch.setattr(workers.runner, "execute", lambda envelope: 1 / 0)
-    [outcome] = enqueue_deliveries(redis_conn, [_delivery("k5", retries=0)], dedupe_ttl=90000)
+    [outcome] = admit(redis_conn, [_delivery("k5", retries=0)], dedupe_ttl=90000)
     assert b"retries_left" not in redis_conn.hkeys(f"rq:job:{outcome.job_id}")
     SimpleWorker([make_queue("resize-image", redis_conn)], connection=redis_conn,
                  serializer=SERIALIZER).work(burst=True, with_scheduler=False)
@@ -141,7 +178,7 @@ def test_guarded_deliveries_write_nothing(redis_conn: redis.Redis) -> None:
 
 
 def test_the_same_delivery_twice_in_one_message_is_one_job(redis_conn: redis.Redis) -> None:
-    first, second = enqueue_deliveries(redis_conn, [_delivery("same"), _delivery("same")], dedupe_ttl=90000)
+    first, second = admit(redis_conn, [_delivery("same"), _delivery("same")], dedupe_ttl=90000)
     assert not first.duplicate and second.duplicate and first.job_id == second.job_id
     assert redis_conn.llen("rq:queue:resize-image") == 1
 
@@ -149,15 +186,15 @@ def test_the_same_delivery_twice_in_one_message_is_one_job(redis_conn: redis.Red
 def test_a_reply_lost_after_the_script_ran_is_answered_as_duplicate_on_retry(redis_conn: redis.Redis) -> None:
     """The script is one transaction: a retry after a lost reply finds the jobs, never a half-written state."""
     deliveries = [_delivery(f"m{i}") for i in range(5)]
-    enqueue_deliveries(redis_conn, deliveries, dedupe_ttl=90000)
-    again = enqueue_deliveries(redis_conn, deliveries, dedupe_ttl=90000)
+    admit(redis_conn, deliveries, dedupe_ttl=90000)
+    again = admit(redis_conn, deliveries, dedupe_ttl=90000)
     assert all(e.duplicate for e in again) and redis_conn.llen("rq:queue:resize-image") == 5
 
 
 def test_a_script_flush_is_survived(redis_conn: redis.Redis) -> None:
     """Redis forgets scripts on restart or SCRIPT FLUSH; the next call loads it again."""
     redis_conn.script_flush()
-    [outcome] = enqueue_deliveries(redis_conn, [_delivery("after-flush")], dedupe_ttl=90000)
+    [outcome] = admit(redis_conn, [_delivery("after-flush")], dedupe_ttl=90000)
     assert not outcome.duplicate and redis_conn.llen("rq:queue:resize-image") == 1
 
 
@@ -170,56 +207,3 @@ def test_a_wrong_type_key_fails_loudly_and_keeps_earlier_jobs_consistent(redis_c
         admit(redis_conn, [good, bad], dedupe_ttl=90000)
     for key in redis_conn.keys("offload:ledger:*"):
         assert redis_conn.exists(f"rq:job:{redis_conn.get(key).decode()}")
-
-
-def test_the_hand_packed_command_is_what_redis_py_sends(redis_conn: redis.Redis) -> None:
-    """services.queue packs the script call itself; the bytes must equal redis-py's own packing."""
-    from services.queue import _pack
-
-    conn = redis_conn.connection_pool.make_connection()
-    for args in (("EVALSHA", "0" * 40, 2, "k1", "k2", 86400, b"\x00\xffzlib", "ünïcode ✓"), ("SCRIPT", "LOAD", "")):
-        assert _pack(*args) == b"".join(conn.pack_command(*args)), args
-
-
-def test_the_enqueue_stamp_is_rq_s_format() -> None:
-    from datetime import UTC, datetime
-
-    from services.queue import _TIMESTAMP_FORMAT, _rq_timestamp
-
-    for moment in (datetime.now(UTC), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-                   datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)):
-        assert _rq_timestamp(moment) == moment.strftime(_TIMESTAMP_FORMAT)
-
-
-def test_the_script_connection_is_reused_and_dropped_after_an_error(redis_conn: redis.Redis,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """One kept-aside connection per client and process; a failed exchange never leaves it for the next request."""
-    from services import queue as queueing
-
-    enqueue_deliveries(redis_conn, [_delivery("c1")], dedupe_ttl=90000)
-    [kept] = queueing._script_connections._idle[redis_conn]
-    enqueue_deliveries(redis_conn, [_delivery("c2")], dedupe_ttl=90000)
-    assert queueing._script_connections._idle[redis_conn] == [kept]
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise redis.ConnectionError("reset by peer")
-
-    monkeypatch.setattr(kept, "read_response", broken)
-    with pytest.raises(EnqueueFailed):
-        enqueue_deliveries(redis_conn, [_delivery("c3")], dedupe_ttl=90000)
-    assert queueing._script_connections._idle[redis_conn] == []  # not given back
-    monkeypatch.undo()
-    [outcome] = enqueue_deliveries(redis_conn, [_delivery("c3")], dedupe_ttl=90000)  # the script did run: a duplicate
-    assert outcome.duplicate and redis_conn.llen("rq:queue:resize-image") == 3
-
-
-def test_a_forked_child_does_not_share_the_parent_s_script_connection(redis_conn: redis.Redis,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from services import queue as queueing
-
-    enqueue_deliveries(redis_conn, [_delivery("p1")], dedupe_ttl=90000)
-    [parent_conn] = queueing._script_connections._idle[redis_conn]
-    monkeypatch.setattr(queueing.os, "getpid", lambda: -1)  # as in a gunicorn worker forked after preload
-    enqueue_deliveries(redis_conn, [_delivery("p2")], dedupe_ttl=90000)
-    [child_conn] = queueing._script_connections._idle[redis_conn]
-    assert child_conn is not parent_conn

@@ -22,6 +22,8 @@ FORBIDDEN = {
     "rq's shutdown date": r"_shutdown_requested_date",
     "rq's signal-handler hook": r"_install_signal_handlers",
     "rq's scheduler process": r"scheduler\._process",
+    "hand-packed RESP": r"send_packed_command|pack_command",
+    "a connection pool of our own": r"connection_class\(|connection_kwargs",
 }
 
 

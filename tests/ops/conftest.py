@@ -15,7 +15,7 @@ import redis
 from rq import SimpleWorker
 from rq.job import Job
 
-from services.queue import SERIALIZER, Delivery, enqueue_deliveries, fetch_job, make_queue
+from services.queue import SERIALIZER, Delivery, admit, fetch_job, make_queue
 from services.settings import Settings
 from tests.support.ops import PASSWORD, QUEUE, SESSION_REF, build_app, envelope
 
@@ -49,7 +49,7 @@ def enqueue(redis_conn: redis.Redis) -> Callable[..., Job]:
     def make(env: dict[str, Any] | None = None, *, retries: int = 0, queue: str = QUEUE) -> Job:
         delivery = Delivery(queue=queue, dedupe_key=f"test:{next(counter)}", envelope=env or envelope(),
                             description=f"{(env or {}).get('process', QUEUE)} test", retries=retries)
-        [outcome] = enqueue_deliveries(redis_conn, [delivery], dedupe_ttl=3600)
+        [outcome] = admit(redis_conn, [delivery], dedupe_ttl=3600)
         job = fetch_job(redis_conn, outcome.job_id)
         assert job is not None
         return job

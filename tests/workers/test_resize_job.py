@@ -13,7 +13,7 @@ from devkit.org.faults import FaultRule
 from services.envelope import Envelope
 from services.ops.jobview import describe_job
 from services.processes import PROCESSES
-from services.queue import Delivery, enqueue_deliveries, fetch_job
+from services.queue import Delivery, admit, fetch_job
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
 
@@ -23,7 +23,7 @@ def enqueue(conn: redis.Redis, payload: dict, key: str, **extra: object) -> str:
     process = PROCESSES["resize-image"]
     envelope = {**Envelope(process=process.name, payload=payload, source="callout",
                            record_id=process.record_id(payload)).to_json(), **extra}
-    [outcome] = enqueue_deliveries(conn, [Delivery(queue="resize-image", dedupe_key=key, envelope=envelope,
+    [outcome] = admit(conn, [Delivery(queue="resize-image", dedupe_key=key, envelope=envelope,
                                                    description="test", retries=2)], dedupe_ttl=600)
     return outcome.job_id
 
