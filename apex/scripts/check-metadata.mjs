@@ -13,23 +13,15 @@
 //    -meta.xml has an <apiVersion> and <status>Active</status>.
 // Apex syntax is checked separately by `prettier --check`, which parses every
 // .cls/.trigger with Salesforce's own parser (jorje, via prettier-plugin-apex).
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
+import { walk } from './files.mjs';
 import { assertWellFormed } from './xml-strict.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const METADATA_NS = 'http://soap.sforce.com/2006/04/metadata';
 const errors = [];
-
-function walk(dir) {
-    if (!existsSync(dir)) return [];
-    return readdirSync(dir).flatMap((name) => {
-        if (name === 'node_modules' || name.startsWith('.')) return [];
-        const path = join(dir, name);
-        return statSync(path).isDirectory() ? walk(path) : [path];
-    });
-}
 
 const project = JSON.parse(readFileSync(join(root, 'sfdx-project.json'), 'utf8'));
 const version = project.sourceApiVersion;

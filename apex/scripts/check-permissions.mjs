@@ -22,9 +22,10 @@
 // reference: editable needs readable.
 //
 // Usage: node scripts/check-permissions.mjs [file.permissionset-meta.xml ...]
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
+import { walk } from './files.mjs';
 import { assertWellFormed } from './xml-strict.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -52,15 +53,6 @@ const OBJECT_DEPENDENCIES = {
         'viewAllRecords'
     ]
 };
-
-function walk(dir) {
-    if (!existsSync(dir)) return [];
-    return readdirSync(dir).flatMap((name) => {
-        if (name === 'node_modules' || name.startsWith('.')) return [];
-        const path = join(dir, name);
-        return statSync(path).isDirectory() ? walk(path) : [path];
-    });
-}
 
 const isTrue = (value) => String(value ?? '').trim() === 'true';
 const asList = (value) =>
