@@ -1,7 +1,7 @@
 """Settings of one emulated org, including every knob for behaviour we could not verify.
 
 Salesforce documents most of what the emulator does, but some details are
-reconstructions (marked UNVERIFIED in ``/work/shared/reference/salesforce-protocol.md``).
+reconstructions (marked "not confirmed by Salesforce's documentation" below).
 Each of those is a field here so a test can flip it instead of the emulator
 hard-coding a guess. Defaults follow the reference notes.
 """
@@ -36,7 +36,8 @@ DEFAULT_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 
 #: ContentVersion.FileType by lower-case extension. The value set comes from the Metadata API
 #: ``FileType`` enum (it lists JPG, JPEG, PNG, GIF, WEBP, AVIF, PDF, TIFF, ..., UNKNOWN);
-#: which value a given extension maps to is UNVERIFIED for anything but the obvious ones
+#: which value a given extension maps to is not confirmed by Salesforce's documentation for anything but the obvious
+#: ones
 #: ("FileType is defined by either the ContentUrl for links or PathOnClient for documents",
 #: ContentVersion object reference). Override per org via ``OrgConfig.file_types``.
 DEFAULT_FILE_TYPES: dict[str, str] = {
@@ -72,7 +73,8 @@ DEFAULT_FILE_TYPES: dict[str, str] = {
 }
 
 #: HTTP status per OAuth ``error`` value. Salesforce usually answers 400; the exact status
-#: per error is UNVERIFIED (reference D.4), hence a table.
+#: per error is not confirmed by Salesforce's documentation
+#: (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_flow_errors.htm), hence a table.
 DEFAULT_OAUTH_ERROR_STATUS: dict[str, int] = {
     "invalid_client": 400,
     "invalid_client_id": 400,
@@ -99,7 +101,7 @@ def _dev_secret(prefix: str) -> str:
 class OrgConfig:
     """Everything that makes one emulated org differ from another.
 
-    Attributes marked UNVERIFIED mirror guesses in the reference notes; they exist so tests
+    Attributes marked "not confirmed" are behaviour Salesforce does not document; they exist so tests
     can exercise both readings.
     """
 
@@ -112,7 +114,7 @@ class OrgConfig:
     jwt_usernames: tuple[str, ...] = ()
     #: PEM of the X.509 certificate uploaded to the connected app (JWT bearer flow).
     jwt_cert_pem: str | None = None
-    #: Allowed clock skew (seconds) when checking ``exp``. UNVERIFIED: Salesforce's tolerance.
+    #: Allowed clock skew (seconds) when checking ``exp``. Salesforce's tolerance is not documented.
     jwt_leeway_seconds: int = 0
     #: False reproduces "no client credentials user enabled" (no Run As user on the app).
     client_credentials_enabled: bool = True
@@ -138,7 +140,8 @@ class OrgConfig:
     require_existing_references: bool = True
     required_fields: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED_FIELDS))
     file_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FILE_TYPES))
-    #: UNVERIFIED: besides the FirstPublishLocationId link, Salesforce also links the file to
+    #: Not confirmed by Salesforce's documentation: besides the FirstPublishLocationId link, Salesforce also links the
+    #: file to
     #: its owner (ShareType "I"), as seen when querying ContentDocumentLink after an upload.
     owner_link: bool = True
     oauth_error_status: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_OAUTH_ERROR_STATUS))

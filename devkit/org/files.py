@@ -1,7 +1,7 @@
 """Salesforce Files: ContentVersion inserts, the ContentDocument and links they imply, and bytes.
 
-What Salesforce does on a ContentVersion insert (reference D.7, ContentVersion object
-reference):
+What Salesforce does on a ContentVersion insert (the ContentVersion object reference,
+https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm):
 
 * no ``ContentDocumentId``: a new ContentDocument (069) is created and the version is number
   "1"; ``FirstPublishLocationId`` (insert-only) links the document to that record or user
@@ -70,7 +70,7 @@ def _decode_base64(state: OrgState, value: Any) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        # UNVERIFIED: the exact message Salesforce gives for bad base64.
+        # Not confirmed by Salesforce's documentation: the exact message Salesforce gives for bad base64.
         raise sferrors.json_parser_error(f"Illegal base64 data in VersionData: {exc}") from exc
 
 

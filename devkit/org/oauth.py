@@ -1,11 +1,13 @@
 """``POST /services/oauth2/token``: client credentials and JWT bearer flows.
 
-Shapes follow the fixtures (reference D.2-D.4):
+Shapes follow tests/fixtures/salesforce/oauth-*
+(https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm,
+https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm):
 
 * client credentials (id/secret in the form, or HTTP Basic as simple-salesforce sends them):
   ``access_token, signature, scope, instance_url, id, token_type, issued_at`` where
   ``issued_at`` is epoch *milliseconds* as a string and ``signature`` is
-  base64(HMAC-SHA256(client_secret, id + issued_at)) (UNVERIFIED formula);
+  base64(HMAC-SHA256(client_secret, id + issued_at)) (formula not confirmed by Salesforce's documentation);
 * JWT bearer: RS256 assertion with ``iss`` = consumer key, ``sub`` = username, ``aud`` =
   login/test URL (or ours), ``exp`` in the future (int *or* string: simple-salesforce sends a
   string); response without signature/issued_at/refresh_token;

@@ -34,7 +34,7 @@ REFERENCE_FIELDS = (
     "WhoId",
 )
 
-#: Fields Salesforce computes, per object (ContentVersion: reference D.7).
+#: Fields Salesforce computes, per object (ContentVersion: the object reference, see FIELD_LENGTHS).
 READ_ONLY: dict[str, tuple[str, ...]] = {
     "ContentVersion": ("ContentSize", "FileExtension", "FileType", "IsLatest", "VersionNumber", "Checksum"),
     "ContentDocument": ("LatestPublishedVersionId", "ContentSize", "FileExtension", "FileType"),

@@ -4,9 +4,11 @@ Status codes and bodies follow the REST API guide: create answers 201
 ``{"id", "success": true, "errors": []}``; update and delete answer 204 with no body; an unknown
 type or record 404 NOT_FOUND; an Id of the wrong type 400 MALFORMED_ID (fixtures
 rest-error-*.json). Platform events (``X__e``) answer 201 with an ``OPERATION_ENQUEUED`` entry
-in ``errors`` (reference D.10, fixture platform-event-publish-response.json; layout UNVERIFIED).
+in ``errors`` (https://developer.salesforce.com/docs/atlas.en-us.platform_events.meta/platform_events/platform_events_publish_api.htm;
+tests/fixtures/salesforce/platform-event-publish-response.json; layout not confirmed by the docs).
 
-Multipart creates (reference D.7, fixture contentversion-multipart-request.http) take the
+Multipart creates (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm,
+tests/fixtures/salesforce/contentversion-multipart-request.http) take the
 fields from the first non-binary part (``entity_content``; any ``entity_*`` name is accepted,
 the docs' Document example uses ``entity_document``) and the bytes from the ``VersionData``
 part.

@@ -3,7 +3,8 @@
 Salesforce access tokens look like ``<15-char org id>!<opaque>`` (fixtures
 oauth-token-response-*.json) and carry no ``expires_in``: they live for the run-as user's
 session timeout, and an expired one makes every REST call answer 401 INVALID_SESSION_ID
-(reference D.2). Real sessions time out after *inactivity*; the emulator expires them a
+(https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm). Real sessions time
+out after *inactivity*; the emulator expires them a
 fixed time after issue unless ``OrgConfig.token_ttl_sliding`` is set.
 """
 

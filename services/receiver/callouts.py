@@ -1,7 +1,8 @@
 """JSON callouts from Apex and Flow: ``POST /callouts/<process>`` and ``GET /jobs/<jobId>``.
 
-A Flow HTTP Callout takes any status >= 300 to its fault path (reference
-section C), so success is 202 (queued) or 200 (a duplicate, or skipped), and
+A Flow HTTP Callout takes any status >= 300 to its fault path
+(https://help.salesforce.com/s/articleView?id=platform.flow_http_callout_considerations.htm), so success is 202
+(queued) or 200 (a duplicate, or skipped), and
 only refusals are 4xx. Errors are ``{"error": {"code", "message", "fields"}}``.
 """
 

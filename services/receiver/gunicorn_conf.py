@@ -15,7 +15,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # Sync workers, 2-3 per core. gthread was measured to park every keep-alive
 # connection on one worker process in about half the runs on 2 cores, halving
 # throughput; sync workers close each connection, which spreads load evenly
-# (reference performance anchors, section 2). WEB_CONCURRENCY is Heroku's
+# (docs/benchmarks.md). WEB_CONCURRENCY is Heroku's
 # convention for the worker count and is set per dyno size.
 worker_class = "sync"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))

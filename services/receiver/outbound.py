@@ -1,7 +1,9 @@
 """Salesforce Outbound Messages: ``POST /outbound/<process>`` (SOAP 1.1).
 
 Salesforce retries a message until it gets HTTP 200 with ``<Ack>true</Ack>``,
-for up to 24 hours (reference A.4, A.5). So this view answers ``Ack`` true
+for up to 24 hours
+(https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm). So
+this view answers ``Ack`` true
 only after every notification of the message is durably in Redis, in one
 transaction; any failure answers a SOAP Fault (HTTP 500) and Salesforce
 retries later. A refused message (wrong org, malformed) is also a Fault, with

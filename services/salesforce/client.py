@@ -5,14 +5,14 @@ Salesforce's errors sorted into :class:`~services.errors.SalesforceTransientErro
 (retry later: 5xx, timeouts, ``UNABLE_TO_LOCK_ROW``, ``REQUEST_LIMIT_EXCEEDED``)
 and :class:`~services.errors.SalesforcePermanentError` (fail now: ``NOT_FOUND``,
 ``INVALID_FIELD``, validation, access). Classification is by Salesforce's
-``errorCode``, not by exception class (reference E.3).
+``errorCode``, not by exception class (simple_salesforce/util.py, https://github.com/simple-salesforce/simple-salesforce).
 
 Authentication is ours, not simple-salesforce's (it can only log in to
 ``*.salesforce.com``): :mod:`services.salesforce.tokens` gets a token from
 ``SALESFORCE_LOGIN_URL`` and shares it between workers through Redis, and the
 client is built from ``instance_url`` + token. A 401 ``INVALID_SESSION_ID``
 re-authenticates exactly once (simple-salesforce alone can recurse without
-bound there, reference E.4).
+bound there, see simple_salesforce/api.py).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ TRANSIENT_CODES = frozenset({
 """errorCodes worth retrying later, whatever the HTTP status they came with."""
 
 BASE64_JSON_LIMIT = 37_500_000
-"""Bytes of base64 a JSON ContentVersion insert may carry; beyond it, multipart is required (reference D.7)."""
+"""Bytes of base64 a JSON ContentVersion insert may carry; beyond it, multipart is required (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm)."""
 
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 
@@ -198,7 +198,7 @@ class SalesforceClient:
         return str(result["id"])
 
     def publish_event(self, event_type: str, fields: dict[str, Any]) -> str:
-        """Publish a Platform Event (``POST sobjects/<Name>__e``, reference D.10)."""
+        """Publish a Platform Event (``POST sobjects/<Name>__e``, https://developer.salesforce.com/docs/atlas.en-us.platform_events.meta/platform_events/platform_events_publish_api.htm)."""
         return self.create(event_type, fields)
 
     # --- files -----------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class SalesforceClient:
         return self._call(lambda sf: fetch())
 
     def upload_content_version(self, fields: dict[str, Any], data: bytes, filename: str) -> str:
-        """Create a ContentVersion by multipart upload (no 37.5 MB base64 ceiling, reference D.7)."""
+        """Create a ContentVersion by multipart upload (no 37.5 MB base64 ceiling; see the blob-insert page above)."""
         files = {
             "entity_content": (None, json.dumps(fields), "application/json"),
             "VersionData": (filename, data, "application/octet-stream"),

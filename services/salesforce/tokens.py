@@ -1,6 +1,7 @@
 """OAuth tokens for the workers: fetched from ``SALESFORCE_LOGIN_URL``, shared through Redis.
 
-Two flows (reference D.2, D.3):
+Two flows (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm and
+https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm):
 
 * **Client credentials**: ``SALESFORCE_CLIENT_ID`` + ``SALESFORCE_CLIENT_SECRET``, posted as a
   form to ``<login url>/services/oauth2/token``; the token runs as the app's Run As user.
