@@ -13,6 +13,8 @@ from typing import Any
 
 from PIL import Image, ImageCms
 
+from workers.imaging.pillowcompat import exif_without_load
+
 #: EXIF Orientation -> the transpose that displays stored pixels upright (as ImageOps.exif_transpose).
 _TRANSPOSE: dict[int, Image.Transpose] = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -33,11 +35,12 @@ def orientation(im: Image.Image, *, loaded: bool) -> int:
     """EXIF orientation (1..8) without forcing a decode.
 
     ``PngImageFile.getexif()`` loads the whole image when there is no eXIf chunk in ``info`` yet, so for
-    a PNG that is not loaded we call the base ``Image.getexif``, which reads only ``info``: what the
-    header parsing put there, plus what the band decoder read after the pixels (eXIf, XMP or
-    ImageMagick's raw profile in text chunks). Anything unparsable counts as 1 (as displayed).
+    a PNG that is not loaded we use :func:`~workers.imaging.pillowcompat.exif_without_load`, which reads
+    only ``info``: what the header parsing put there, plus what the band decoder read after the pixels
+    (eXIf, XMP or ImageMagick's raw profile in text chunks). Anything unparsable counts as 1 (as
+    displayed).
     """
-    getexif = functools.partial(Image.Image.getexif, im) if im.format == "PNG" and not loaded else im.getexif
+    getexif = functools.partial(exif_without_load, im) if im.format == "PNG" and not loaded else im.getexif
     try:
         value = getexif().get(_ORIENTATION_TAG, 1)
     except Exception:  # a malformed EXIF block must not cost the whole rendition

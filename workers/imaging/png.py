@@ -3,7 +3,8 @@
 A PNG has no reduced-scale decode (unlike JPEG's DCT scaling), and Pillow stores RGB at 4 bytes/px, so
 ``load()`` of a 12 MP PNG is a 48 MB bitmap for a 1600 px rendition. Here the zlib stream is inflated
 incrementally, and every band of rows is handed to Pillow's own PNG row decoder (the "zip" decoder
-that ``PngImageFile`` uses, through the public ``Image.frombytes(..., "zip", rawmode)``):
+that ``PngImageFile`` uses, through :func:`~workers.imaging.pillowcompat.decode_png_rows`, which pins
+that behaviour to a test):
 
 * the band's filtered rows are re-wrapped as a zlib stream of stored blocks (framing and a checksum,
   no compression work);
@@ -32,10 +33,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 from zlib_ng import zlib_ng
 
 from workers.imaging.ops import normalise_mode
+from workers.imaging.pillowcompat import decode_png_rows, png_chunk_reader
 from workers.imaging.resize import StreamingResizer, residual_kernel
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -190,7 +192,7 @@ def iter_bands(
         prefix = b"\x00" + previous if previous else b""
         height = rows + (1 if previous else 0)
         # Raises ValueError ("cannot decode image data") on an unknown filter type, like a full load.
-        band = Image.frombytes(mode, (layout.width, height), _stored_zlib(prefix, raw), "zip", mode)
+        band = decode_png_rows(mode, (layout.width, height), _stored_zlib(prefix, raw))
         if layout.palette is not None:
             band.putpalette(layout.palette, "RGB")
         if transparency is not None:
@@ -253,11 +255,12 @@ def _read_trailing_chunks(im: Image.Image, fp: BinaryIO, layout: PngLayout) -> N
     """Parse the metadata chunks after the last IDAT into ``im.info``, as ``load()`` would.
 
     Only what the pipeline reads (eXIf, and text chunks, where Pillow looks for XMP orientation), with
-    Pillow's own chunk handlers (``PngStream.call``: its size limits, its ``info`` keys). A damaged
-    trailer ends the walk quietly, as in Pillow's ``load_end``: the pixels are already decoded.
+    Pillow's own chunk handlers (:func:`~workers.imaging.pillowcompat.png_chunk_reader`: its size
+    limits, its ``info`` keys). A damaged trailer ends the walk quietly, as in Pillow's ``load_end``:
+    the pixels are already decoded.
     """
-    stream = getattr(im, "png", None)
-    if not isinstance(stream, PngImagePlugin.PngStream) or stream.fp is not fp:
+    read_chunk = png_chunk_reader(im, fp)
+    if read_chunk is None:
         return
     fp.seek(layout.idat_offset)
     try:
@@ -266,7 +269,7 @@ def _read_trailing_chunks(im: Image.Image, fp: BinaryIO, layout: PngLayout) -> N
             if cid == b"IEND":
                 return
             if cid in _TRAILING:
-                stream.call(cid, fp.tell(), length)
+                read_chunk(cid, fp.tell(), length)
             else:
                 fp.seek(length, io.SEEK_CUR)
             fp.seek(4, io.SEEK_CUR)  # CRC
