@@ -66,14 +66,14 @@ def test_decode_png_rows_unfilters_every_filter_type_like_a_full_load(mode):
         pos += 12 + length
     try:
         rows = decode_png_rows(mode, im.size, idat)
-    except Exception as exc:  # noqa: BLE001 - any failure is the message below
+    except Exception as exc:  # any failure is the message below
         pytest.fail(broke(f'decodes PNG scanlines with Image.frombytes(..., "zip", rawmode) ({exc!r})'))
     assert rows.mode == mode and rows.size == im.size, broke("returns the declared mode and size from the zip decoder")
     assert rows.tobytes() == full.tobytes(), broke('unfilters PNG rows in its "zip" decoder as PngImageFile.load does')
 
 
 def test_decode_png_rows_rejects_an_unknown_filter_type():
-    with pytest.raises(ValueError):  # noqa: PT011 - Pillow's message is not ours to pin
+    with pytest.raises(ValueError):  # Pillow's message is not ours to pin
         decode_png_rows("L", (4, 1), zlib.compress(b"\x07" + bytes(4)))
 
 
@@ -95,7 +95,7 @@ def test_png_chunk_reader_reads_trailing_exif_and_text_into_info_without_loading
         fp.seek(start + 4)
         try:
             read_chunk(cid, start + 4, length)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             pytest.fail(broke(f"parses a {cid.decode()} chunk with PngStream.call(cid, pos, length) ({exc!r})"))
     assert im.info.get("exif", b"").endswith(exif_block(6)[6:]), broke("stores an eXIf chunk in info['exif']")
     assert xmp in str(im.info.get("XML:com.adobe.xmp")).encode(), broke("stores XMP from iTXt in info")
@@ -117,7 +117,7 @@ def test_exif_without_load_reads_only_info(monkeypatch):
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("load() was called"))
     try:
         exif = exif_without_load(im)
-    except BaseException as exc:  # noqa: BLE001 - pytest.fail raises BaseException subclasses too
+    except BaseException as exc:  # pytest.fail raises BaseException subclasses too
         pytest.fail(broke(f"lets Image.Image.getexif run on an unloaded PNG without load() ({exc!r})"))
     assert ORIENTATION not in exif
     # XMP orientation in info is read there too (where the band decoder puts it)
