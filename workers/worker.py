@@ -46,12 +46,21 @@ Two rq details make that interval a wish unless the worker also:
   owner) and starts this worker's scheduler. Should the old one be merely slow, rq's
   scheduler notices at its next heartbeat that its lock was taken over and stops
   scheduling that queue.
+
+**Exit.** rq listens for commands (``rq suspend``, stop-job) on a pub/sub thread that waits up to
+60 s per poll (``BaseWorker.subscribe``, https://github.com/rq/rq/blob/v2.12.0/rq/worker/base.py),
+and redis-py 8 made ``PubSubWorkerThread.stop()`` wait for that thread to end
+(https://github.com/redis/redis-py/blob/master/redis/client.py). When the reply to rq's
+UNSUBSCRIBE woke the thread before ``stop()`` cleared its flag, the thread went back to a 60 s
+poll and the worker hung that long on its way out (a burst worker, every dyno restart: Heroku
+kills it after 30 s). Both classes poll every ``PUBSUB_POLL_SECONDS`` instead.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -65,8 +74,8 @@ from rq.worker import BaseWorker, HerokuWorker, SimpleWorker, WorkerStatus
 
 from workers.rqcompat import scheduler_process_alive
 
-__all__ = ["HEARTBEAT_SECONDS", "MAINTENANCE_SECONDS", "STALE_SCHEDULER_SECONDS", "ForkingWorker",
-           "InProcessWorker"]
+__all__ = ["HEARTBEAT_SECONDS", "MAINTENANCE_SECONDS", "PUBSUB_POLL_SECONDS", "STALE_SCHEDULER_SECONDS",
+           "ForkingWorker", "InProcessWorker"]
 
 HEARTBEAT_SECONDS = 10
 """How often a running job's heartbeat is renewed."""
@@ -80,6 +89,10 @@ MAINTENANCE_SECONDS = 30
 
 STALE_SCHEDULER_SECONDS = 15
 """A scheduler lock not refreshed for this long (a live scheduler refreshes it every second) is a dead one's."""
+
+
+PUBSUB_POLL_SECONDS = 1.0
+"""How long the command-listening thread waits per poll: the most a worker's exit waits for it."""
 
 
 def recovery_options() -> dict[str, Any]:
@@ -106,6 +119,23 @@ class _Recovery(BaseWorker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
         super().request_stop(signum, frame)
+
+    def subscribe(self) -> None:
+        """rq's subscription to its command channel, polled every PUBSUB_POLL_SECONDS (see **Exit**)."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        # rq initialises the attribute to None without a wider annotation, hence the ignore.
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=PUBSUB_POLL_SECONDS, daemon=True, exception_handler=self._on_pubsub_error)
+
+    def _on_pubsub_error(self, exc: BaseException, pubsub: Any, thread: Any) -> None:
+        """As rq does: keep listening through a Redis outage (redis-py resubscribes), end on anything else."""
+        if isinstance(exc, redis.exceptions.ConnectionError):
+            self.log.error("Worker %s: could not connect to Redis for commands: %s; retrying in 2 s", self.name, exc)
+            time.sleep(2.0)
+            return
+        raise exc
 
     def _scheduler_alive(self) -> bool:
         return scheduler_process_alive(self.scheduler)
