@@ -74,7 +74,8 @@ SECRET = "bench-secret-0123456789abcdef"
 ORG_ID = "00D5g000000Xk2PEAS"
 QUEUE_KEY = "rq:queue:resize-image"
 CALLOUT_PATH = "/callouts/resize-image"
-OM_PATH = "/outbound/resize-image"
+OUTBOUND_TOKEN = "bench-outbound-token-0123456789"
+OM_PATH = f"/outbound/resize-image?token={OUTBOUND_TOKEN}"
 FIXTURE = ROOT / "tests" / "fixtures" / "salesforce" / "outbound-account-batch.xml"
 GOAL_RATIO, GOAL_P99_MS, GOAL_ACK_MS = 0.6, 10.0, 100.0
 APP_PATH = "services.receiver.wsgi:app"
@@ -163,6 +164,7 @@ def web_env(redis_port: int, port: int) -> dict[str, str]:
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "OFFLOAD_CALLOUT_SECRETS": SECRET,
         "OFFLOAD_ORG_IDS": ORG_ID,
+        "OFFLOAD_OUTBOUND_TOKENS": OUTBOUND_TOKEN,
         "WEB_CONCURRENCY": "3",
         "OFFLOAD_LOG_LEVEL": "WARNING",
         "PORT": str(port),

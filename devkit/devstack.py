@@ -26,6 +26,14 @@ from devkit.procfile import spawn, stop
 
 COMPLETION_EVENT = "Offload_Job_Event__e"
 
+DEV_OUTBOUND_TOKEN = secrets.token_urlsafe(24)
+"""This process's ``OFFLOAD_OUTBOUND_TOKENS``: the emulated org's Outbound Message URL ends with it."""
+
+
+def outbound_endpoint(receiver_url: str, process: str = "resize-image") -> str:
+    """An Outbound Message Endpoint URL as apex/README.md has the admin write it (with ``?token=``)."""
+    return f"{receiver_url}/outbound/{process}?token={DEV_OUTBOUND_TOKEN}"
+
 
 def offload_org_config(**overrides: object) -> object:
     """An emulated org as it looks after ``apex/`` is deployed: the rendition marker fields on
@@ -47,6 +55,7 @@ def org_env(org: object) -> dict[str, str]:
         "SALESFORCE_CLIENT_SECRET": org.client_secret,  # type: ignore[attr-defined]
         "OFFLOAD_SALESFORCE_CA_BUNDLE": org.ca_bundle,  # type: ignore[attr-defined]
         "OFFLOAD_ORG_IDS": org.org_id,  # type: ignore[attr-defined]
+        "OFFLOAD_OUTBOUND_TOKENS": DEV_OUTBOUND_TOKEN,
         "OFFLOAD_COMPLETION_EVENT": COMPLETION_EVENT,
     }
 
@@ -71,7 +80,7 @@ def _define_outbound(org: object, receiver_url: str) -> object:
 
     state = org.state  # type: ignore[attr-defined]
     define(state, name="Offload_Resize_Photos", sobject="Account", fields=("Id", "Name"),
-           endpoint_url=f"{receiver_url}/outbound/resize-image")
+           endpoint_url=outbound_endpoint(receiver_url))
     return ensure_sender(state)
 
 

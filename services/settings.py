@@ -37,6 +37,21 @@ def _csv(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+MIN_TOKEN_CHARS = 16
+
+
+def _tokens(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated secrets, each long enough not to be guessed (a URL-safe random string)."""
+    tokens = _csv(name, raw)
+    for token in tokens:
+        if len(token) < MIN_TOKEN_CHARS or not re.fullmatch(r"[A-Za-z0-9._~-]+", token):
+            raise ConfigError(
+                f"{name}: each token must be at least {MIN_TOKEN_CHARS} URL-safe characters (A-Z, a-z, 0-9, "
+                "'.', '_', '~', '-'), e.g. the output of `openssl rand -hex 32`."
+            )
+    return tokens
+
+
 def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw.strip().replace("_", ""))
@@ -159,6 +174,13 @@ class Settings:
         "",
         "Comma-separated Salesforce org ids (15 or 18 chars) allowed to send Outbound Messages.",
         _org_ids,
+    )
+    outbound_tokens: tuple[str, ...] = setting(
+        "OFFLOAD_OUTBOUND_TOKENS",
+        "",
+        "Comma-separated secrets an Outbound Message's Endpoint URL carries as ?token=; list two while rotating.",
+        _tokens,
+        secret=True,
     )
     callout_secrets: tuple[str, ...] = setting(
         "OFFLOAD_CALLOUT_SECRETS",
@@ -289,6 +311,13 @@ class Settings:
                 raise ConfigError(
                     "Set OFFLOAD_ORG_IDS to your org id (Setup > Company Information): Outbound Messages "
                     "from any other org are refused."
+                )
+            if not self.outbound_tokens:
+                # The org id is public (Web-to-Lead forms publish it as "oid"), so it proves nothing alone.
+                raise ConfigError(
+                    "Set OFFLOAD_OUTBOUND_TOKENS to a long random secret and end each Outbound Message's "
+                    "Endpoint URL with ?token=<that secret>: the org id in OFFLOAD_ORG_IDS is public, so "
+                    "without a token anyone could send Outbound Messages."
                 )
         elif role == "worker":
             partial = bool(self.salesforce_client_id) and self.salesforce_auth_mode is None

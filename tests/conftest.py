@@ -21,6 +21,7 @@ from devkit.embedded_redis import EmbeddedRedis
 from services.queue import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
 from services.sfids import to_18
+from tests.support.receiver import OUTBOUND_TOKEN
 
 TEST_ORG_ID = "00D5g000000Xk2PEAS"
 TEST_SECRET = "test-secret-0123456789abcdef"
@@ -76,6 +77,7 @@ def settings(redis_url: str) -> Settings:
         "OFFLOAD_ORG_IDS": TEST_ORG_ID[:15],
         "OFFLOAD_CALLOUT_SECRETS": f"old-secret-being-rotated,{TEST_SECRET}",
         "OFFLOAD_API_KEYS": TEST_API_KEY,
+        "OFFLOAD_OUTBOUND_TOKENS": f"old-outbound-token-being-rotated,{OUTBOUND_TOKEN}",
         "OFFLOAD_SECRET_KEY": "test-encryption-key",
     })
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ def _serve(port: int, state_dir: str | None, org_id: str | None, client_id: str 
     click.echo("Export these to point Offload at it:")
     for key, value in org.env().items():
         click.echo(f"export {key}={value}")
+    token = secrets.token_urlsafe(24)
+    click.echo(f"export OFFLOAD_OUTBOUND_TOKENS={token}")
+    click.echo(f"Outbound Message endpoints: http://127.0.0.1:<port>/outbound/<process>?token={token}")
     try:
         org.serve_forever()
     except KeyboardInterrupt:
@@ -262,7 +266,7 @@ def outbound() -> None:
 @outbound.command("define")
 @click.argument("name")
 @click.option("--object", "sobject", required=True, help="sObject whose create/edit fires it, e.g. Account.")
-@click.option("--endpoint", required=True, help="e.g. http://127.0.0.1:5000/outbound/resize-image")
+@click.option("--endpoint", required=True, help="e.g. http://127.0.0.1:5000/outbound/resize-image?token=<OFFLOAD_OUTBOUND_TOKENS>")
 @click.option("--fields", default="Id", show_default=True, help="Comma-separated fields to send.")
 @click.option("--send-session-id", is_flag=True, help="Send a session id (Salesforce then requires https).")
 @_admin_options

@@ -1,4 +1,4 @@
-"""Who is calling: callout signatures and API keys, and Outbound Message org ids.
+"""Who is calling: callout signatures and API keys, and Outbound Message tokens and org ids.
 
 Callouts (Apex, Flow) prove themselves one of two ways:
 
@@ -6,6 +6,13 @@ Callouts (Apex, Flow) prove themselves one of two ways:
   secret from ``OFFLOAD_CALLOUT_SECRETS`` (see :mod:`services.signing`). A
   request without a body (``GET /jobs/<id>``) signs its path instead.
 * ``Authorization: Bearer <key>`` with a key from ``OFFLOAD_API_KEYS``.
+
+Outbound Messages cannot sign anything, and the org id they carry is public (Web-to-Lead forms
+publish it as ``oid``). So the Endpoint URL an admin configures carries a secret,
+``/outbound/<process>?token=<one of OFFLOAD_OUTBOUND_TOKENS>``, checked before the envelope is parsed;
+then the org id must be one of ``OFFLOAD_ORG_IDS``, as Salesforce's "Considerations for Security"
+advises (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm).
+The access log records paths without query strings (``gunicorn_conf.py``), so the token is not logged.
 
 A body that carries ``sentAt`` more than ``OFFLOAD_SIGNATURE_MAX_AGE`` seconds
 from now is refused, which bounds replays of a captured request. Every
@@ -68,6 +75,39 @@ def authenticate_callout(request: Request, body: bytes, settings: Settings) -> s
         "or 'Authorization: Bearer <key>'.",
         code="MISSING_CREDENTIALS",
     )
+
+
+OUTBOUND_TOKEN_PARAMETER = "token"
+
+
+def check_outbound_token(request: Request, settings: Settings) -> None:
+    """Require ``?token=`` to match one of ``OFFLOAD_OUTBOUND_TOKENS`` (constant time, every token compared).
+
+    Raises:
+        CallerRejected: with code MISSING_OUTBOUND_TOKEN or OUTBOUND_TOKEN_MISMATCH.
+    """
+    presented = request.args.getlist(OUTBOUND_TOKEN_PARAMETER)
+    if not settings.outbound_tokens:
+        raise CallerRejected(
+            "Outbound Messages are not enabled here: set OFFLOAD_OUTBOUND_TOKENS on the Offload app.",
+            code="OUTBOUND_TOKEN_NOT_CONFIGURED",
+        )
+    if len(presented) != 1 or not presented[0]:
+        raise CallerRejected(
+            f"The Endpoint URL carries {'no' if not presented else 'more than one'} token: end it with "
+            f"?{OUTBOUND_TOKEN_PARAMETER}=<one of OFFLOAD_OUTBOUND_TOKENS> (Setup > Outbound Messages > Edit).",
+            code="MISSING_OUTBOUND_TOKEN",
+        )
+    candidate = presented[0].encode("utf-8")
+    matched = False
+    for token in settings.outbound_tokens:
+        matched |= hmac.compare_digest(candidate, token.encode("utf-8"))
+    if not matched:
+        raise CallerRejected(
+            f"The Endpoint URL's {OUTBOUND_TOKEN_PARAMETER} is not one of OFFLOAD_OUTBOUND_TOKENS: copy the "
+            "current value into the Outbound Message's Endpoint URL (Setup > Outbound Messages > Edit).",
+            code="OUTBOUND_TOKEN_MISMATCH",
+        )
 
 
 def check_fresh(payload: Any, settings: Settings, now: datetime | None = None) -> None:

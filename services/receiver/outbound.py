@@ -3,7 +3,8 @@
 Salesforce retries a message until it gets HTTP 200 with ``<Ack>true</Ack>``,
 for up to 24 hours
 (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm). So
-this view answers ``Ack`` true
+this view first checks the Endpoint URL's ``token`` (see :mod:`services.receiver.auth`), and
+answers ``Ack`` true
 only after every notification of the message is durably in Redis, in one
 transaction; any failure answers a SOAP Fault (HTTP 500) and Salesforce
 retries later. A refused message (wrong org, malformed) is also a Fault, with
@@ -25,7 +26,7 @@ from services.logs import event, log_context
 from services.processes import PROCESSES
 from services.processes.base import Process
 from services.receiver import intake
-from services.receiver.auth import check_org
+from services.receiver.auth import check_org, check_outbound_token
 from services.receiver.runtime import Runtime, get_runtime
 from services.receiver.soap import (
     SOAP_CONTENT_TYPE,
@@ -65,10 +66,11 @@ def _http_error(exc: HTTPException) -> Response:
 
 @bp.post("/outbound/<name>")
 def receive(name: str) -> Response:
-    """Parse, check the org, enqueue every notification in one transaction, then ACK."""
+    """Check the token, parse, check the org, enqueue every notification in one transaction, then ACK."""
     runtime = get_runtime()
     g.request_id = request_id = intake.request_id(request)
     with log_context(process=name, request_id=request_id):
+        check_outbound_token(request, runtime.settings)
         process = PROCESSES.get(name)
         if process is None:
             raise UnknownProcess(f"No process named {name!r}; check the Outbound Message's Endpoint URL.")

@@ -60,7 +60,19 @@ def test_web_role_requires_a_way_to_authenticate_and_an_org() -> None:
         Settings.from_env({"OFFLOAD_ORG_IDS": "00D5g000000Xk2P"}).require("web")
     with pytest.raises(ConfigError, match="OFFLOAD_ORG_IDS"):
         Settings.from_env({"OFFLOAD_API_KEYS": "k"}).require("web")
-    Settings.from_env({"OFFLOAD_API_KEYS": "k", "OFFLOAD_ORG_IDS": "00D5g000000Xk2P"}).require("web")
+    with pytest.raises(ConfigError, match="OFFLOAD_OUTBOUND_TOKENS"):
+        Settings.from_env({"OFFLOAD_API_KEYS": "k", "OFFLOAD_ORG_IDS": "00D5g000000Xk2P"}).require("web")
+    Settings.from_env({"OFFLOAD_API_KEYS": "k", "OFFLOAD_ORG_IDS": "00D5g000000Xk2P",
+                       "OFFLOAD_OUTBOUND_TOKENS": "a-long-random-token-1234"}).require("web")
+
+
+@pytest.mark.parametrize("raw", ["short", "has space inside-0123456", "has&ampersand-0123456789", "pct%20-0123456789"])
+def test_outbound_tokens_must_be_long_and_url_safe(raw: str) -> None:
+    """A token lives in a URL query string that Salesforce sends verbatim: no short or escaped values."""
+    with pytest.raises(ConfigError, match="OFFLOAD_OUTBOUND_TOKENS"):
+        Settings.from_env({"OFFLOAD_OUTBOUND_TOKENS": raw})
+    two = Settings.from_env({"OFFLOAD_OUTBOUND_TOKENS": "old-token-0123456789, new-token-0123456789"})
+    assert two.outbound_tokens == ("old-token-0123456789", "new-token-0123456789")
 
 
 def test_worker_role_refuses_half_configured_credentials() -> None:

@@ -36,7 +36,7 @@ from services.queue import Delivery
 from services.receiver.soap import parse_outbound_message
 from services.sfids import checksum, to_18
 from services.signing import sign
-from tests.support.receiver import fixture_bytes
+from tests.support.receiver import OUTBOUND_TOKEN, fixture_bytes
 
 SECRET = "test-secret-0123456789abcdef"
 API_KEY = "test-api-key-0123456789"
@@ -277,8 +277,8 @@ def test_outbound_acks_only_what_is_really_enqueued(client, redis_conn: redis.Re
     expected = _expected_jobs(body, org_id18)
     existed = {job_id for job_id in (expected or []) if redis_conn.exists(f"rq:job:{job_id}")}
     before = redis_conn.llen(QUEUE)
-    response = client.post("/outbound/resize-image", data=body, content_type="text/xml; charset=utf-8",
-                           headers={"SOAPAction": '""'})
+    response = client.post(f"/outbound/resize-image?token={OUTBOUND_TOKEN}", data=body,
+                           content_type="text/xml; charset=utf-8", headers={"SOAPAction": '""'})
     grown = redis_conn.llen(QUEUE) - before
     acked = response.status_code == 200 and ACK in response.data
     event("acked" if acked else "fault")

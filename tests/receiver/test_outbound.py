@@ -6,19 +6,23 @@ import json
 import logging
 import zlib
 
+import pytest
 import redis
 
 from services.receiver import create_app
 from services.salesforce.sessions import SESSION_PREFIX, load_session
 from services.settings import Settings
-from tests.support.receiver import fixture_bytes
+from tests.support.receiver import OUTBOUND_TOKEN, fixture_bytes
 
 SOAP = "text/xml; charset=utf-8"
 ACK = b"<Ack>true</Ack>"
 
 
-def post(client, body: bytes, process: str = "resize-image", content_type: str = SOAP):
-    return client.post(f"/outbound/{process}", data=body, content_type=content_type, headers={"SOAPAction": '""'})
+def post(client, body: bytes, process: str = "resize-image", content_type: str = SOAP,
+         token: str | None = OUTBOUND_TOKEN):
+    query = "" if token is None else f"?token={token}"
+    return client.post(f"/outbound/{process}{query}", data=body, content_type=content_type,
+                       headers={"SOAPAction": '""'})
 
 
 def queued_envelopes(conn: redis.Redis) -> list[dict]:
@@ -72,6 +76,31 @@ def test_wrong_org_is_a_fault_and_nothing_is_enqueued(client, redis_conn) -> Non
     assert b"faultstring" in response.data and ACK not in response.data
     assert b"OFFLOAD_ORG_IDS" in response.data
     assert redis_conn.llen("rq:queue:resize-image") == 0
+
+
+@pytest.mark.parametrize(("token", "code"), [
+    (None, b"MISSING_OUTBOUND_TOKEN"),
+    ("", b"MISSING_OUTBOUND_TOKEN"),
+    ("a-guess-at-the-token-0123456789", b"OUTBOUND_TOKEN_MISMATCH"),
+    (OUTBOUND_TOKEN[:-1], b"OUTBOUND_TOKEN_MISMATCH"),
+    (f"{OUTBOUND_TOKEN}&token={OUTBOUND_TOKEN}", b"MISSING_OUTBOUND_TOKEN"),  # two: which one was meant?
+])
+def test_a_message_from_the_right_org_without_the_token_is_a_fault_and_enqueues_nothing(
+        client, redis_conn, caplog: pytest.LogCaptureFixture, token: str | None, code: bytes) -> None:
+    """The org id is public (Web-to-Lead forms publish it), so a message naming it proves nothing alone."""
+    with caplog.at_level(logging.INFO):
+        response = post(client, fixture_bytes("outbound-account-batch.xml"), token=token)
+    assert response.status_code == 500 and ACK not in response.data
+    assert code in response.data and b"OFFLOAD_OUTBOUND_TOKENS" in response.data
+    assert redis_conn.keys("*") == [], "a refused message must write nothing to Redis"
+    if token:
+        assert token.encode() not in response.data and token not in caplog.text
+
+
+def test_either_token_works_while_rotating(client, redis_conn) -> None:
+    for token in ("old-outbound-token-being-rotated", OUTBOUND_TOKEN):
+        assert ACK in post(client, fixture_bytes("outbound-account-batch.xml"), token=token).data
+    assert redis_conn.llen("rq:queue:resize-image") == 3  # the second delivery is the same message
 
 
 def test_xxe_is_refused_without_expansion(client, redis_conn) -> None:

@@ -13,6 +13,10 @@ from services.signing import sign
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "salesforce"
 
 
+OUTBOUND_TOKEN = "test-outbound-token-0123456789"
+"""The ``?token=`` the test receiver's Outbound Message endpoint wants (``OFFLOAD_OUTBOUND_TOKENS``)."""
+
+
 def now_iso(offset_s: float = 0) -> str:
     return utc_iso(datetime.now(UTC) + timedelta(seconds=offset_s))
 
