@@ -7,6 +7,7 @@ The whole hierarchy at a glance::
     ├── CallerRejected        401   missing/stale/mismatched signature or key
     │   └── WrongOrg          403   OrganizationId not in OFFLOAD_ORG_IDS
     ├── InvalidRequest        400   malformed JSON/XML, schema errors (``fields``)
+    │   └── IdempotencyKeyReused  422   an Idempotency-Key sent again with a different body
     ├── UnknownProcess        404   no such process in the registry
     ├── JobNotFound           404   no job with that id
     ├── PayloadTooLarge       413   body over the configured cap
@@ -73,6 +74,14 @@ class InvalidRequest(OffloadError):
 
     status_code = 400
     code = "INVALID_REQUEST"
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    """An ``Idempotency-Key`` already taken by a request with a different body (IETF
+    draft-ietf-httpapi-idempotency-key-header, section 2.7: 422 for a key reused with another payload)."""
+
+    status_code = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
 
 
 class UnknownProcess(OffloadError):

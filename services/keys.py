@@ -12,6 +12,9 @@ PREFIX = "offload:"
 LEDGER_PREFIX = PREFIX + "ledger:"
 """``ledger:<sha256 of the delivery key>`` -> job id: one delivery is taken once (``OFFLOAD_DEDUPE_TTL``)."""
 
+IDEMPOTENCY_PREFIX = PREFIX + "idem:"
+"""``idem:<sha256 of process and Idempotency-Key>`` -> digest of the body that took the key (``OFFLOAD_DEDUPE_TTL``)."""
+
 OWN_OUTPUT_PREFIX = PREFIX + "own:"
 """``own:<18-char id>``: a record Offload wrote itself; the receiver skips work for it (loop guard)."""
 

@@ -14,8 +14,10 @@ then the org id must be one of ``OFFLOAD_ORG_IDS``, as Salesforce's "Considerati
 advises (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm).
 The access log records paths without query strings (``gunicorn_conf.py``), so the token is not logged.
 
-A body that carries ``sentAt`` more than ``OFFLOAD_SIGNATURE_MAX_AGE`` seconds
-from now is refused, which bounds replays of a captured request. Every
+A signed body must carry ``sentAt`` (Apex's ``OffloadClient`` always sends it), and one more than
+``OFFLOAD_SIGNATURE_MAX_AGE`` seconds from now is refused, which bounds replays of a captured
+request; within that window a replay is a duplicate, because a signed request is deduped on its
+payload, not on headers (``callouts.py``). Every
 comparison is constant-time, and no error message ever echoes secret material.
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 
 from flask import Request
 
-from services.errors import CallerRejected, WrongOrg
+from services.errors import CallerRejected, InvalidRequest, WrongOrg
 from services.receiver.intake import header
 from services.settings import Settings
 from services.sfids import is_valid_id, to_18
@@ -107,6 +109,18 @@ def check_outbound_token(request: Request, settings: Settings) -> None:
             f"The Endpoint URL's {OUTBOUND_TOKEN_PARAMETER} is not one of OFFLOAD_OUTBOUND_TOKENS: copy the "
             "current value into the Outbound Message's Endpoint URL (Setup > Outbound Messages > Edit).",
             code="OUTBOUND_TOKEN_MISMATCH",
+        )
+
+
+def require_sent_at(payload: dict[str, Any]) -> None:
+    """A signed body must say when it was signed: without ``sentAt`` a captured request replays forever."""
+    if not isinstance(payload.get("sentAt"), str):
+        raise InvalidRequest(
+            "A signed request must carry sentAt (the time it was signed, ISO 8601 UTC, e.g. "
+            "2026-01-01T00:00:00Z) in its body: the receiver refuses signed bodies older than "
+            "OFFLOAD_SIGNATURE_MAX_AGE seconds.",
+            code="VALIDATION_FAILED",
+            fields={"sentAt": ["Required in a signed request."]},
         )
 
 

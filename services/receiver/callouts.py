@@ -24,7 +24,7 @@ from services.processes import PROCESSES
 from services.processes.base import Process
 from services.queue import fetch_job
 from services.receiver import intake
-from services.receiver.auth import authenticate_callout, check_fresh
+from services.receiver.auth import authenticate_callout, check_fresh, require_sent_at
 from services.receiver.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
@@ -64,18 +64,26 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
     body = intake.read_body(req)
     g.request_id = request_id = intake.request_id(req)
     with log_context(process=name, request_id=request_id):
-        authenticate_callout(req, body, runtime.settings)
+        method = authenticate_callout(req, body, runtime.settings)
         data = _json_body(req, body)
-        check_fresh(data, runtime.settings)
         if not isinstance(data, dict):
             raise InvalidRequest("The body must be a JSON object.", fields={"_schema": ["Not an object."]})
+        if method == "signature":
+            require_sent_at(data)
+        check_fresh(data, runtime.settings)
         try:
             payload = intake.schema_for(process.schema).load(data)
         except ValidationError as exc:
             raise InvalidRequest(
                 f"The {name} request is not valid; see fields.", code="VALIDATION_FAILED", fields=exc.messages_dict
             ) from None
-        planned = intake.plan(runtime, process, payload, source="callout", dedupe_key=_idempotency_key(req, name),
+        idempotency_key = _idempotency_key(req)
+        if idempotency_key is not None:
+            intake.bind_idempotency_key(runtime, process, idempotency_key, intake.payload_digest(payload))
+        # A signed request is deduped on what was signed (the payload, whatever its sentAt), never on a
+        # header a replayer can change; a Bearer caller's Idempotency-Key names its work itself.
+        dedupe_key = f"idem:{name}:{idempotency_key}" if idempotency_key and method != "signature" else None
+        planned = intake.plan(runtime, process, payload, source="callout", dedupe_key=dedupe_key,
                               request_id=request_id)
         [outcome] = intake.submit(runtime, [planned])
         if outcome.skipped:
@@ -108,7 +116,7 @@ def _root_url(scheme: str, host: str, root_path: str) -> str:
     return get_current_url(scheme, host, root_path)
 
 
-def _idempotency_key(req: Request, process: str) -> str | None:
+def _idempotency_key(req: Request) -> str | None:
     key = (intake.header(req, "Idempotency-Key") or "").strip()
     if not key:
         return None
@@ -116,7 +124,7 @@ def _idempotency_key(req: Request, process: str) -> str | None:
         raise InvalidRequest(
             "Idempotency-Key is longer than 255 characters.", fields={"Idempotency-Key": ["Too long."]}
         )
-    return f"idem:{process}:{key}"
+    return key
 
 
 @bp.get("/jobs/<job_id>")

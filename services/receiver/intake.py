@@ -16,12 +16,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from flask import Request
 from marshmallow import Schema
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from services import keys
 from services.clock import utc_iso
 from services.envelope import Envelope
+from services.errors import EnqueueFailed, IdempotencyKeyReused
 from services.processes.base import Process
 from services.queue import Delivery, admit
 from services.queue.loopguard import own_output_key
@@ -64,7 +67,7 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 (``json.dumps`` reuses its cached encoder only when called with no options)."""
 
 
-def _payload_digest(payload: dict[str, Any]) -> str:
+def payload_digest(payload: dict[str, Any]) -> str:
     """Stable hash of a payload minus its ``sentAt`` (a re-send of the same request is a duplicate)."""
     canonical = {k: v for k, v in payload.items() if k != "sentAt"}
     return hashlib.sha256(_CANONICAL_JSON.encode(canonical).encode()).hexdigest()
@@ -93,7 +96,7 @@ def plan(
     reason = process.skip_reason(sobject, fields if fields is not None else payload)
     if reason:
         return Planned(record_id=record_id, skipped=reason)
-    key = dedupe_key or f"payload:{org_id or '-'}:{process.name}:{_payload_digest(payload)}"
+    key = dedupe_key or f"payload:{org_id or '-'}:{process.name}:{payload_digest(payload)}"
     envelope = Envelope(
         process=process.name,
         payload=payload,
@@ -117,6 +120,32 @@ def plan(
         retry_base=runtime.settings.retry_base_seconds,
     )
     return Planned(record_id=record_id, delivery=delivery)
+
+
+def bind_idempotency_key(runtime: Runtime, process: Process, key: str, digest: str) -> None:
+    """Tie an ``Idempotency-Key`` to the payload that first used it (one ``SET NX``), for ``OFFLOAD_DEDUPE_TTL``.
+
+    The same key with the same payload (a retry, whatever its ``sentAt``) goes on to be a duplicate;
+    with another payload it is refused, because answering "duplicate" would silently drop the
+    second request's work.
+
+    Raises:
+        IdempotencyKeyReused: the key is bound to a different payload.
+        EnqueueFailed: Redis did not answer (nothing is accepted then).
+    """
+    name = keys.IDEMPOTENCY_PREFIX + hashlib.sha256(f"{process.name}\n{key}".encode()).hexdigest()
+    try:
+        if runtime.redis.set(name, digest, nx=True, ex=runtime.settings.dedupe_ttl):
+            return
+        bound = runtime.redis.get(name)
+    except redis.RedisError as exc:
+        raise EnqueueFailed("The job queue (Redis) is unavailable; retry the request.") from exc
+    if bound is not None and (bound.decode() if isinstance(bound, bytes) else bound) != digest:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different request body: send a new key for new work, "
+            "or the same body to get the original job.",
+            fields={"Idempotency-Key": ["Already used with a different body."]},
+        )
 
 
 def submit(runtime: Runtime, planned: list[Planned]) -> list[Outcome]:

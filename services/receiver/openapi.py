@@ -85,6 +85,7 @@ def _errors() -> dict[str, Any]:
             (404, "Unknown process or job."),
             (413, "Body too large."),
             (415, "Not application/json."),
+            (422, "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used before with a different body."),
             (503, "The queue is unavailable; try again."),
         )
     }
@@ -98,7 +99,8 @@ def build_spec(server_url: str) -> dict[str, Any]:
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin(schema_name_resolver=_schema_name)],
         info={"description": "Hand work from Salesforce to Offload's workers. Authenticate with the "
-                             "X-Offload-Signature header (set by the Named Credential) or a Bearer key."},
+                             "X-Offload-Signature header (set by the Named Credential; a signed body must "
+                             "carry sentAt) or a Bearer key."},
         servers=[{"url": server_url}],
     )
     for schema in (JobAccepted, ErrorDetail, ErrorBody, JobStatus):

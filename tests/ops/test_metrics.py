@@ -191,9 +191,10 @@ def test_the_receivers_own_intake_is_counted(ops_client: Any, redis_conn: redis.
 
     from services.queue.loopguard import mark_own_output
     from services.signing import sign
+    from tests.support.receiver import now_iso
 
     def post(payload: dict[str, str]) -> int:
-        body = json_.dumps(payload).encode()
+        body = json_.dumps({**payload, "sentAt": now_iso()}).encode()
         return ops_client.post("/callouts/resize-image", data=body, content_type="application/json",
                                headers={"X-Offload-Signature": sign(body, "test-secret-0123456789abcdef")}).status_code
 

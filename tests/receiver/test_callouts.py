@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 import redis
@@ -135,11 +136,47 @@ def test_a_repeat_gets_the_original_job(client, redis_conn) -> None:
     assert redis_conn.llen("rq:queue:resize-image") == 1
 
 
-def test_idempotency_key_dedupes_across_payloads(client, redis_conn) -> None:
-    headers = {"Idempotency-Key": "flow-run-42"}
-    first = signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, SECRET, headers)
-    again = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV}, SECRET, headers)
-    assert again.get_json()["jobId"] == first.get_json()["jobId"]
+@pytest.mark.parametrize("auth", ["signature", "api_key"])
+def test_an_idempotency_key_reused_with_another_body_is_422_and_the_key_keeps_its_job(
+        client, redis_conn, auth: str) -> None:
+    """Answering "duplicate" would silently drop the second request's file (it used to)."""
+    def send(payload: dict, key: str) -> Any:
+        if auth == "signature":
+            return signed_post(client, "/callouts/resize-image", payload, SECRET, {"Idempotency-Key": key})
+        return client.post("/callouts/resize-image", json=payload,
+                           headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key})
+
+    first = send({"recordId": ACCOUNT}, "flow-run-42")
+    assert first.status_code == 202
+    reused = send({"contentVersionId": CV}, "flow-run-42")
+    assert reused.status_code == 422, reused.get_json()
+    error = reused.get_json()["error"]
+    assert error["code"] == "IDEMPOTENCY_KEY_REUSED" and "Idempotency-Key" in error["fields"]
+    retried = send({"recordId": ACCOUNT}, "flow-run-42")  # a retry of the first, with a new sentAt
+    assert retried.status_code == 200 and retried.get_json()["jobId"] == first.get_json()["jobId"]
+    assert send({"contentVersionId": CV}, "flow-run-43").status_code == 202
+    assert redis_conn.llen("rq:queue:resize-image") == 2
+
+
+def test_a_captured_signed_request_replayed_with_new_idempotency_keys_is_one_job(client, redis_conn) -> None:
+    """Headers are not signed: a replayer can change them, so they cannot make a signed body new work."""
+    body = json.dumps({"contentVersionId": CV, "sentAt": now_iso()}).encode()
+    signature = sign(body, SECRET)
+    answers = [client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": signature, "Idempotency-Key": f"replay-{i}"})
+               for i in range(20)]
+    assert [a.status_code for a in answers] == [202] + [200] * 19
+    assert {a.get_json()["jobId"] for a in answers} == {answers[0].get_json()["jobId"]}
+    assert redis_conn.llen("rq:queue:resize-image") == 1
+
+
+def test_a_signed_body_without_sent_at_is_400_naming_it(client, redis_conn) -> None:
+    body = json.dumps({"contentVersionId": CV}).encode()
+    response = client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": sign(body, SECRET)})
+    assert response.status_code == 400
+    assert "sentAt" in response.get_json()["error"]["fields"] and "sentAt" in response.get_json()["error"]["message"]
+    assert redis_conn.keys("*") == []
 
 
 def test_offloads_own_renditions_are_skipped(client, redis_conn) -> None:

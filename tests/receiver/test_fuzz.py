@@ -45,7 +45,7 @@ ACK = b"<Ack>true</Ack>"
 FUZZ = settings(max_examples=200, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
-CALLOUT_STATUSES = {200, 202, 400, 401, 404, 405, 413, 415}
+CALLOUT_STATUSES = {200, 202, 400, 401, 404, 405, 413, 415, 422}  # 422: an Idempotency-Key reused
 REDIRECT = 308  # werkzeug merges "//" in a path (a process name holding "/"): a redirect, nothing enqueued
 
 # --- JSON callouts -------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_status_url_is_what_url_for_builds(client, base_url: str) -> None:
     """callouts.py builds statusUrl by hand on the hot path; it must equal Flask's url_for."""
     from flask import url_for
 
-    body = json.dumps({"contentVersionId": "0685g00000XyZaBAAV"}).encode()
+    body = json.dumps({"contentVersionId": "0685g00000XyZaBAAV", "sentAt": utc_iso()}).encode()
     response = client.post("/callouts/resize-image", data=body, base_url=base_url,
                            content_type="application/json", headers={"X-Offload-Signature": sign(body, SECRET)})
     assert response.status_code == 202

@@ -18,6 +18,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.versions.shortcuts import get_spec_version
 
 from services.processes import PROCESSES
+from tests.support.receiver import now_iso
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 CAMEL_CASE = re.compile(r"[a-z][a-zA-Z0-9]*")
@@ -143,7 +144,7 @@ def test_real_answers_match_the_documented_schemas(client, redis_conn) -> None:
         jsonschema.Draft4Validator(schema, registry=registry).validate(body)
 
     def post(payload: dict) -> object:
-        body = json_.dumps(payload).encode()
+        body = json_.dumps({**payload, "sentAt": now_iso()}).encode()
         return client.post("/callouts/resize-image", data=body, content_type="application/json",
                            headers={"X-Offload-Signature": sign(body, "test-secret-0123456789abcdef")})
 

@@ -22,6 +22,9 @@ def now_iso(offset_s: float = 0) -> str:
 
 
 def signed_post(client: Any, path: str, payload: Any, secret: str, headers: dict[str, str] | None = None) -> Any:
+    """POST ``payload`` signed with ``secret``; a dict without ``sentAt`` gets the current time, as Apex sends."""
+    if isinstance(payload, dict) and "sentAt" not in payload:
+        payload = {**payload, "sentAt": now_iso()}
     body = json.dumps(payload, separators=(",", ":")).encode()
     return client.post(path, data=body, content_type="application/json",
                        headers={"X-Offload-Signature": sign(body, secret), **(headers or {})})
