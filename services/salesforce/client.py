@@ -23,9 +23,10 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, urlparse, urlsplit
 
 import requests
+import urllib3
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
@@ -271,14 +272,35 @@ def latest_usage(connection: Any) -> ApiUsage | None:
     return ApiUsage(int(data["used"]), int(data["limit"]))
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def url_host(url: str) -> str | None:
+    """The host a URL really connects to, or None when parsers could disagree about it.
+
+    ``urlsplit`` and urllib3 (which requests connects with) read some URLs differently:
+    ``https://evil.example\\.salesforce.com`` is ``evil.example\\.salesforce.com`` to the first and
+    ``evil.example`` to the second (a backslash ends the authority, as in the WHATWG URL Standard,
+    https://url.spec.whatwg.org/#host-state). So the host must be the same to both, hold no userinfo,
+    and be plain DNS labels (RFC 1123, https://www.rfc-editor.org/rfc/rfc1123#page-13).
+    """
+    try:
+        parsed = urlsplit(url)
+        connects_to = urllib3.util.parse_url(url).host
+    except ValueError:
+        return None
+    host = (parsed.hostname or "").lower()
+    if not host or "@" in parsed.netloc or (connects_to or "").lower() != host:
+        return None
+    return host if all(_DNS_LABEL.fullmatch(label) for label in host.split(".")) else None
+
+
 def session_host_allowed(instance_url: str, login_url: str) -> bool:
     """Only Salesforce's own hosts (and the configured login host) may receive a session id."""
-    parsed = urlparse(instance_url)
-    host = (parsed.hostname or "").lower()
-    if parsed.scheme != "https" or not host:
+    host = url_host(instance_url)
+    if not instance_url.lower().startswith("https://") or host is None:
         return False
-    login_host = (urlparse(login_url).hostname or "").lower()
-    return host == login_host or any(host.endswith(suffix) for suffix in SESSION_HOST_SUFFIXES)
+    return host == url_host(login_url) or any(host.endswith(suffix) for suffix in SESSION_HOST_SUFFIXES)
 
 
 def client_for_job(ctx: Any) -> SalesforceClient:

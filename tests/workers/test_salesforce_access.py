@@ -97,6 +97,10 @@ def test_a_production_host_that_merely_mentions_cs_keeps_the_login_audience() ->
         ("https://salesforce.com.evil.example", False),
         ("http://acme.my.salesforce.com", False),
         ("https://127.0.0.1:8443", False),
+        ("https://evil.example\\.salesforce.com", False),  # requests would connect to evil.example
+        ("https://evil.example%2f.salesforce.com", False),
+        ("https://user@evil.example@acme.my.salesforce.com", False),
+        ("https://acme.my.salesforce.com:443/x", True),
     ],
 )
 def test_a_session_id_only_goes_to_salesforce_hosts(instance: str, allowed: bool) -> None:
