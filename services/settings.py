@@ -93,6 +93,10 @@ def _https_url(name: str, raw: str) -> str:
     return value
 
 
+def _optional_https_url(name: str, raw: str) -> str:
+    return _https_url(name, raw) if raw.strip() else ""
+
+
 def _redis_url(name: str, raw: str) -> str:
     value = raw.strip()
     if urlparse(value).scheme not in {"redis", "rediss", "unix"}:
@@ -140,6 +144,13 @@ class Settings:
         "redis://127.0.0.1:6379/0",
         "Redis for the job queue; Heroku Key-Value Store sets it (rediss:// with a self-signed certificate).",
         _redis_url,
+    )
+    public_url: str = setting(
+        "OFFLOAD_PUBLIC_URL",
+        "",
+        "The app's public https:// URL (e.g. https://offload-acme.herokuapp.com) for statusUrl and the "
+        "OpenAPI servers entry; empty: the request's own scheme and Host.",
+        _optional_https_url,
     )
     salesforce_login_url: str = setting(
         "SALESFORCE_LOGIN_URL",

@@ -90,7 +90,9 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
             event(logger, "callout skipped", record_id=outcome.record_id, reason=outcome.skipped)
             return {"status": "skipped", "reason": outcome.skipped}, 200
         assert outcome.job_id is not None
-        status_url = f"{_root_url(req.scheme, req.host, req.root_path)}jobs/{outcome.job_id}"
+        root = f"{runtime.settings.public_url}/" if runtime.settings.public_url else \
+            _root_url(req.scheme, req.host, req.root_path)
+        status_url = f"{root}jobs/{outcome.job_id}"
         if outcome.duplicate:
             job = fetch_job(runtime.redis, outcome.job_id)
             status = job.get_status(refresh=False) if job else "unknown"

@@ -20,6 +20,15 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 worker_class = "sync"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 
+# Heroku's router terminates TLS and says so in X-Forwarded-Proto
+# (https://devcenter.heroku.com/articles/http-routing#heroku-headers); it connects from addresses we
+# cannot list, and a dyno is reachable only through it, so on Heroku (DYNO is set) every peer is
+# trusted for those headers. Elsewhere gunicorn's default, 127.0.0.1 only, stands
+# (https://docs.gunicorn.org/en/stable/settings.html#forwarded-allow-ips). Without this, statusUrl
+# and the OpenAPI servers URL said http:// behind the router.
+if os.environ.get("DYNO"):
+    forwarded_allow_ips = "*"
+
 # Salesforce Outbound Messages are answered in milliseconds; a request that
 # takes 30 s is broken. Heroku's router gives up at 30 s too.
 timeout = 30

@@ -27,6 +27,7 @@ from flask import Blueprint, request
 from marshmallow import Schema, fields
 
 from services.processes import PROCESSES
+from services.receiver.runtime import get_runtime
 
 bp = Blueprint("openapi", __name__)
 
@@ -153,4 +154,5 @@ def _request_name(operation_id: str) -> str:
 @bp.get("/openapi.json")
 def openapi_json() -> dict[str, Any]:
     """Public on purpose: it holds no secrets and External Services fetches it when you register."""
-    return build_spec(request.url_root.rstrip("/"))
+    public_url = get_runtime().settings.public_url
+    return build_spec(public_url or request.url_root.rstrip("/"))

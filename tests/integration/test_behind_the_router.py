@@ -1,0 +1,78 @@
+"""The Procfile's web process behind Heroku's router: real gunicorn, real sockets.
+
+Heroku's router terminates TLS and sends ``X-Forwarded-Proto: https``
+(https://devcenter.heroku.com/articles/http-routing#heroku-headers); the URLs the receiver hands
+back (``statusUrl``, the OpenAPI ``servers`` entry) must say https, and must not take their host
+from whatever ``Host`` header a caller sends once ``OFFLOAD_PUBLIC_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from devkit.embedded_redis import free_port
+from devkit.procfile import spawn, stop
+from devkit.waiting import wait_until
+from services.signing import sign
+from tests.support.receiver import OUTBOUND_TOKEN, now_iso
+
+SECRET = "router-test-secret-0123456789"
+
+
+def _web(redis_url: str, **extra: str) -> Iterator[str]:
+    port = free_port()
+    process = spawn("web", {
+        "REDIS_URL": redis_url, "OFFLOAD_CALLOUT_SECRETS": SECRET, "OFFLOAD_ORG_IDS": "00D5g000000Xk2PEAS",
+        "OFFLOAD_OUTBOUND_TOKENS": OUTBOUND_TOKEN, "PORT": str(port), "WEB_CONCURRENCY": "1", **extra,
+    })
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{base}/healthz"), 30, "the web process to answer /healthz")
+        yield base
+    finally:
+        stop(process)
+
+
+def _answers(url: str) -> bool | None:
+    try:
+        return requests.get(url, timeout=1).ok or None
+    except requests.ConnectionError:
+        return None
+
+
+def _callout(base: str, headers: dict[str, str]) -> dict:
+    body = json.dumps({"contentVersionId": "0685g00000XyZaBAAV", "sentAt": now_iso()}).encode()
+    response = requests.post(f"{base}/callouts/resize-image", data=body, timeout=5, headers={
+        "Content-Type": "application/json", "X-Offload-Signature": sign(body, SECRET), **headers})
+    assert response.status_code in (200, 202), response.text
+    return response.json()
+
+
+@pytest.fixture
+def on_heroku(redis_url: str, redis_conn) -> Iterator[str]:
+    yield from _web(redis_url, DYNO="web.1")
+
+
+@pytest.fixture
+def with_public_url(redis_url: str, redis_conn) -> Iterator[str]:
+    yield from _web(redis_url, DYNO="web.1", OFFLOAD_PUBLIC_URL="https://offload-acme.herokuapp.com")
+
+
+def test_urls_say_https_when_the_router_says_the_request_came_over_tls(on_heroku: str) -> None:
+    forwarded = {"X-Forwarded-Proto": "https", "Host": "offload-acme.herokuapp.com"}
+    status_url = _callout(on_heroku, forwarded)["statusUrl"]
+    assert status_url.startswith("https://offload-acme.herokuapp.com/jobs/"), status_url
+    spec = requests.get(f"{on_heroku}/openapi.json", headers=forwarded, timeout=5).json()
+    assert spec["servers"] == [{"url": "https://offload-acme.herokuapp.com"}]
+
+
+def test_the_public_url_wins_over_a_callers_host_header(with_public_url: str) -> None:
+    hostile = {"X-Forwarded-Proto": "http", "Host": "evil.example"}
+    status_url = _callout(with_public_url, hostile)["statusUrl"]
+    assert status_url.startswith("https://offload-acme.herokuapp.com/jobs/"), status_url
+    spec = requests.get(f"{with_public_url}/openapi.json", headers=hostile, timeout=5).json()
+    assert spec["servers"] == [{"url": "https://offload-acme.herokuapp.com"}]
