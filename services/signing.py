@@ -36,8 +36,10 @@ def signature_matches(body: bytes, header_value: str, secrets: Iterable[str]) ->
     value = header_value.strip()
     if not value.lower().startswith(SCHEME):
         return False
-    candidate = SCHEME + value[len(SCHEME):].strip().lower()
+    # Compared as bytes: hmac.compare_digest refuses str with non-ASCII characters (TypeError), and a
+    # header is whatever the sender put there (WSGI hands it over as latin-1).
+    candidate = (SCHEME + value[len(SCHEME):].strip().lower()).encode("utf-8", "surrogateescape")
     matched = False
     for secret in secrets:
-        matched |= hmac.compare_digest(sign(body, secret), candidate)
+        matched |= hmac.compare_digest(sign(body, secret).encode("ascii"), candidate)
     return matched

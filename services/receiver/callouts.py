@@ -53,6 +53,9 @@ def _json_body(req: Request, body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
+    except RecursionError:  # json.loads recurses once per nested array or object
+        raise InvalidRequest("The body's JSON is nested too deeply; a request is a flat object.",
+                             code="MALFORMED_JSON") from None
 
 
 @bp.post("/callouts/<name>")

@@ -199,12 +199,31 @@ def read_body(req: Request) -> bytes:
 
     With a ``Content-Length`` within the cap this reads exactly that many bytes from the server's input
     stream, which is what werkzeug's ``get_data`` ends up doing through a size-limited wrapper stream and
-    a read-until-empty loop (two more reads of gunicorn's body). Without one (chunked uploads), or without
-    a cap, werkzeug's own reader and its limit apply.
+    a read-until-empty loop (two more reads of gunicorn's body). Without one (chunked uploads) the body is
+    read up to one byte past the cap; without a cap, werkzeug's own reader applies.
     """
     length, limit = req.content_length, req.max_content_length
-    if length is None or limit is None:
+    if limit is None:
         return req.get_data(cache=False)
+    if length is None:
+        return _read_unsized(req.environ["wsgi.input"], limit)
     if length > limit:
         raise RequestEntityTooLarge()
     return req.environ["wsgi.input"].read(length)
+
+
+def _read_unsized(stream: Any, limit: int) -> bytes:
+    """A body without ``Content-Length`` (``Transfer-Encoding: chunked``, which gunicorn decodes), up to ``limit``.
+
+    werkzeug's reader stops at the limit without saying so, which cut such a body short and then
+    failed its signature check with a misleading 401; one byte past the limit is a 413 here.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise RequestEntityTooLarge()

@@ -245,3 +245,18 @@ def test_a_callout_is_checksummed_once_per_request(client, monkeypatch: pytest.M
     response = signed_post(client, "/callouts/resize-image", {"contentVersionId": CV, "sentAt": now_iso()}, SECRET)
     assert response.status_code == 202
     assert calls == [CV[:15]]
+
+
+def test_a_non_ascii_signature_is_a_401_mismatch_not_a_500(client, redis_conn) -> None:
+    body = json.dumps({"contentVersionId": CV, "sentAt": now_iso()}).encode()
+    response = client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": "sha256=\xe9" + "0" * 63})
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "SIGNATURE_MISMATCH"
+
+
+def test_json_nested_100k_deep_is_a_400_not_a_500(client, redis_conn) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = client.post("/callouts/resize-image", data=body, content_type="application/json",
+                           headers={"X-Offload-Signature": sign(body, SECRET)})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "MALFORMED_JSON"
+    assert redis_conn.keys("*") == []

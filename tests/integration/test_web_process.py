@@ -1,4 +1,5 @@
-"""The Procfile's web process behind Heroku's router: real gunicorn, real sockets.
+"""The Procfile's web process over real sockets (gunicorn): behind Heroku's router, and bodies
+gunicorn itself decodes.
 
 Heroku's router terminates TLS and sends ``X-Forwarded-Proto: https``
 (https://devcenter.heroku.com/articles/http-routing#heroku-headers); the URLs the receiver hands
@@ -76,3 +77,21 @@ def test_the_public_url_wins_over_a_callers_host_header(with_public_url: str) ->
     assert status_url.startswith("https://offload-acme.herokuapp.com/jobs/"), status_url
     spec = requests.get(f"{with_public_url}/openapi.json", headers=hostile, timeout=5).json()
     assert spec["servers"] == [{"url": "https://offload-acme.herokuapp.com"}]
+
+
+def test_a_chunked_body_over_the_cap_is_413_not_a_misleading_401(redis_url: str, redis_conn) -> None:
+    """Without Content-Length the cap used to cut the body silently, and the signature check then failed."""
+    body = json.dumps({"contentVersionId": "0685g00000XyZaBAAV", "sentAt": now_iso(), "pad": "x" * 5000}).encode()
+    for base in _web(redis_url, OFFLOAD_MAX_BODY_BYTES="4000"):
+        headers = {"Content-Type": "application/json", "X-Offload-Signature": sign(body, SECRET)}
+        response = requests.post(f"{base}/callouts/resize-image", data=iter([body[:3000], body[3000:]]),
+                                 headers=headers, timeout=5)
+        assert response.request.headers.get("Transfer-Encoding") == "chunked"
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+        small = json.dumps({"contentVersionId": "0685g00000XyZaBAAV", "sentAt": now_iso()}).encode()
+        headers = {"Content-Type": "application/json", "X-Offload-Signature": sign(small, SECRET)}
+        accepted = requests.post(f"{base}/callouts/resize-image", data=iter([small[:10], small[10:]]),
+                                 headers=headers, timeout=5)
+        assert accepted.status_code == 202, accepted.text
+    assert redis_conn.llen("rq:queue:resize-image") == 1
