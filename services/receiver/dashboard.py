@@ -28,14 +28,25 @@ hosting app", ``rq_dashboard/web.py``), so this module adds what it lacks:
   As a second line, every JSON answer of the blueprint is passed through
   :func:`services.ops.jobs.redact`, so a secret-looking key's value never leaves,
   even with ``RQ_DASHBOARD_SHOW_FULL_ARGS`` turned on.
+* **No script from job data.** A job's error names the file that failed, and file names are
+  chosen by whoever uploaded them. rq-dashboard 0.9's job and workers pages put the JSON
+  they fetch into ``innerHTML`` through underscore's unescaped ``<%= %>``, so a title like
+  ``<img src=x onerror=...>`` would run with the operator's credentials. The JSON of those
+  views is HTML-escaped here (:data:`_RENDERED_RAW`), and every dashboard page carries a
+  Content-Security-Policy (:func:`content_security_policy`) that allows only the scripts
+  the page itself was served with, so markup that gets in some other way cannot run either.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import html
 import json
 import logging
 from collections.abc import Callable
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlparse
 
@@ -58,6 +69,13 @@ PASSWORD_VARIABLE = "OFFLOAD_DASHBOARD_PASSWORD"
 MIN_PASSWORD_LENGTH = 16
 
 _BLUEPRINT = "rq_dashboard"
+
+# The blueprint's JSON views whose pages render strings with underscore's unescaped ``<%= %>``
+# (templates job.html, workers.html, queues.html in rq-dashboard 0.9). jobs.html escapes its own
+# (``$('<div/>').text(...).html()``), so list_jobs is not escaped twice.
+_RENDERED_RAW = frozenset({f"{_BLUEPRINT}.job_info", f"{_BLUEPRINT}.list_workers", f"{_BLUEPRINT}.list_queues"})
+
+_JAVASCRIPT_TYPES = frozenset({"", "text/javascript", "application/javascript", "module"})
 
 
 class DashboardOff(OffloadError):
@@ -174,7 +192,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     if rq_web.push_rq_connection not in theirs:
         raise RuntimeError("rq-dashboard changed: push_rq_connection is gone; review services/receiver/dashboard.py")
     app.before_request_funcs[_BLUEPRINT] = [f for f in theirs if f is not rq_web.push_rq_connection] + [_guard]
-    app.after_request_funcs.setdefault(_BLUEPRINT, []).append(_redact_response)
+    # Flask runs these in reverse: redact (it matches quoted keys in descriptions), then escape.
+    app.after_request_funcs.setdefault(_BLUEPRINT, []).extend([_escape_response, _redact_response])
+    # An app-wide hook, not the blueprint's: the 401 challenge and the guard's refusals are pages under
+    # /rq too, and static files answer from the blueprint's static endpoint.
+    app.after_request(_lock_down)
 
     replacements: dict[str, Callable[..., Response]] = {
         f"{_BLUEPRINT}.requeue_job_view": _requeue_one,
@@ -259,6 +281,99 @@ def _list_workers(instance_number: int) -> Response:
         })
     workers.sort(key=lambda w: (w["state"], w["queues"], w["name"]))
     return _no_store({"workers": workers})
+
+
+def _escape_strings(value: Any) -> Any:
+    """Every string in a JSON value HTML-escaped (quotes too, as they may land in attributes)."""
+    if isinstance(value, str):
+        return html.escape(value, quote=True)
+    if isinstance(value, list):
+        return [_escape_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _escape_strings(item) for key, item in value.items()}
+    return value
+
+
+def _escape_response(response: Response) -> Response:
+    """HTML-escape the JSON of the views whose pages insert it unescaped (see the module docstring)."""
+    if request.endpoint not in _RENDERED_RAW or response.mimetype != "application/json":
+        return response
+    try:
+        payload = json.loads(response.get_data(as_text=True))
+    except ValueError:
+        return response
+    response.set_data(json.dumps(_escape_strings(payload)))
+    return response
+
+
+class _InlineScripts(HTMLParser):
+    """Collects the text of a page's inline ``<script>`` elements that a browser would run."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.scripts: list[str] = []
+        self._current: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "script":
+            return
+        attributes = dict(attrs)
+        kind = (attributes.get("type") or "").strip().lower()
+        self._current = [] if "src" not in attributes and kind in _JAVASCRIPT_TYPES else None
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._current.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._current is not None:
+            self.scripts.append("".join(self._current))
+            self._current = None
+
+
+def content_security_policy(page: str) -> str:
+    """A CSP for one dashboard page: its own files and exactly the inline scripts it was served with.
+
+    Each inline script is allowed by its SHA-256 (CSP Level 3 hash-source,
+    https://www.w3.org/TR/CSP3/#grammardef-hash-source), so no inline event handler (``onerror=``)
+    and no script inserted later by ``innerHTML`` or jQuery's ``.html()`` can run: handlers would need
+    ``'unsafe-inline'`` or ``'unsafe-hashes'``. ``'unsafe-eval'`` stays because rq-dashboard renders
+    with underscore's ``_.template``, which compiles templates with ``new Function``
+    (https://underscorejs.org/#template); it runs no markup. Inline styles are allowed because the
+    templates use ``style=`` attributes; they cannot run script.
+    """
+    parser = _InlineScripts()
+    parser.feed(page)
+    parser.close()
+    hashes = sorted({
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
+        for script in parser.scripts
+    })
+    return "; ".join([
+        "default-src 'self'",
+        " ".join(["script-src 'self' 'unsafe-eval'", *hashes]),
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _lock_down(response: Response) -> Response:
+    """Security headers on every /rq answer: the CSP, no sniffing, no framing, no cross-site referrer."""
+    if not _is_dashboard_path(request.path):
+        return response
+    page = ""
+    if response.mimetype == "text/html" and not response.direct_passthrough:
+        page = response.get_data(as_text=True)
+    response.headers["Content-Security-Policy"] = content_security_policy(page)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def _redact_response(response: Response) -> Response:
