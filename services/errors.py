@@ -84,6 +84,13 @@ class IdempotencyKeyReused(InvalidRequest):
     code = "IDEMPOTENCY_KEY_REUSED"
 
 
+class RecordTypeNotAllowed(OffloadError):
+    """The job names a record of an sObject type ``OFFLOAD_RECORD_TYPES`` does not allow (User, by default)."""
+
+    status_code = 422
+    code = "RECORD_TYPE_NOT_ALLOWED"
+
+
 class UnknownProcess(OffloadError):
     """No process of that name is registered in ``workers``."""
 

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from services.errors import ConfigError
-from services.sfids import is_valid_id, to_18
+from services.sfids import is_valid_id, standard_sobject, to_18
 from services.variants import DEFAULT_VARIANTS_SPEC, Variant, parse_variants
 
 Parser = Callable[[str, str], Any]
@@ -50,6 +50,59 @@ def _tokens(name: str, raw: str) -> tuple[str, ...]:
                 "'.', '_', '~', '-'), e.g. the output of `openssl rand -hex 32`."
             )
     return tokens
+
+
+@dataclass(frozen=True)
+class RecordTypes:
+    """Which records a job may name (``OFFLOAD_RECORD_TYPES``): a job "by record" works on every file of it.
+
+    Unset, any object but User: a User id would make a job of every file that user owns (their
+    personal library), and anyone able to send a notification could name one. Set, only the listed
+    sObject API names (``Account,Property__c``) and 3-character key prefixes (``a0B``: a callout names a
+    custom object's record only by its Id, and custom prefixes differ per org); ``*`` allows all.
+    A file (ContentVersion) names itself and is always allowed.
+    """
+
+    names: frozenset[str] | None = None
+    prefixes: frozenset[str] = frozenset()
+
+    DENIED_BY_DEFAULT = frozenset({"user"})
+    ALWAYS_ALLOWED = frozenset({"contentversion"})
+
+    def allows(self, sobject: str | None, record_id: str | None) -> bool:
+        """``sobject`` is the type when the caller said it (an Outbound Message does); a callout gives only
+        the Id, whose key prefix names a standard object (:func:`services.sfids.standard_sobject`)."""
+        if sobject is None and record_id is not None:
+            sobject = standard_sobject(record_id)
+        kind = (sobject or "").lower()
+        if kind in self.ALWAYS_ALLOWED:
+            return True
+        if self.names is None:
+            return kind not in self.DENIED_BY_DEFAULT
+        if "*" in self.names or (kind and kind in self.names):
+            return True
+        return record_id is not None and record_id[:3] in self.prefixes
+
+    def describe(self) -> str:
+        if self.names is None:
+            return "any object but User"
+        return ", ".join(sorted(self.names) + sorted(self.prefixes))
+
+
+def _record_types(name: str, raw: str) -> RecordTypes:
+    entries = _csv(name, raw)
+    if not entries:
+        return RecordTypes()
+    names, prefixes = set(), set()
+    for entry in entries:
+        if re.fullmatch(r"[A-Za-z0-9]{3}", entry):
+            prefixes.add(entry)
+        elif entry == "*" or re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", entry):
+            names.add(entry.lower())
+        else:
+            raise ConfigError(f"{name}: {entry!r} is neither an sObject API name (Account, Property__c), "
+                              "a 3-character key prefix (a0B) nor '*'.")
+    return RecordTypes(frozenset(names), frozenset(prefixes))
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -223,6 +276,17 @@ class Settings:
         "",
         "Key that encrypts Outbound Message session ids at rest in Redis; empty: they are never stored.",
         secret=True,
+    )
+    record_types: RecordTypes = setting(
+        "OFFLOAD_RECORD_TYPES",
+        "",
+        "Records a job may name: sObject names and key prefixes, comma-separated, or '*'; empty: any but User.",
+        _record_types,
+    )
+    max_files_per_record: int = setting(
+        "OFFLOAD_MAX_FILES_PER_RECORD", "50",
+        "Most files one job 'by record' works on; the rest are left for the next job on that record.",
+        _positive_int,
     )
     image_variants: tuple[Variant, ...] = setting(
         "OFFLOAD_IMAGE_VARIANTS",

@@ -75,3 +75,34 @@ def same_id(a: str, b: str) -> bool:
 def key_prefix(value: str) -> str:
     """The first three characters, which name the object type (``068`` ContentVersion, ``001`` Account)."""
     return value[:3]
+
+
+STANDARD_PREFIXES: dict[str, str] = {
+    "Account": "001",
+    "Contact": "003",
+    "Opportunity": "006",
+    "Lead": "00Q",
+    "Case": "500",
+    "Task": "00T",
+    "Event": "00U",
+    "User": "005",
+    "Organization": "00D",
+    "Attachment": "00P",
+    "Document": "015",
+    "Note": "002",
+    "ContentVersion": "068",
+    "ContentDocument": "069",
+    "ContentDocumentLink": "06A",
+}
+"""Key prefixes of standard objects, the same in every org (custom objects' prefixes differ per org).
+
+Widely published (e.g. https://help.salesforce.com/s/articleView?id=000385203&type=1 lists them);
+ContentVersion 068 and ContentDocument 069 are also in the object reference's examples.
+"""
+
+_SOBJECT_BY_PREFIX = {prefix: name for name, prefix in STANDARD_PREFIXES.items()}
+
+
+def standard_sobject(value: str) -> str | None:
+    """The standard object an Id belongs to, or None (a custom object, or one not in the table)."""
+    return _SOBJECT_BY_PREFIX.get(key_prefix(value))

@@ -48,7 +48,15 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if "contentVersionId" in payload:
         sources = [sf.get_record("ContentVersion", payload["contentVersionId"], list(SOURCE_FIELDS))]
     else:
-        sources = _images_on_record(sf, payload["recordId"])
+        sources = _without_renditions(sf, _images_on_record(sf, payload["recordId"]), variants)
+    cap = ctx.settings.max_files_per_record
+    more_files = len(sources) > cap
+    if more_files:
+        # One notification must not fan out without bound (each file costs API calls): the oldest files
+        # that still lack renditions go first, and the next job on the record takes the next ones.
+        sources = sources[:cap]
+        event(logger, "record has more files to resize than one job takes", logging.WARNING,
+              limit=cap, hint="OFFLOAD_MAX_FILES_PER_RECORD")
     renditions: list[dict[str, Any]] = []
     skipped: list[str] = []
     refused: list[dict[str, str]] = []
@@ -73,19 +81,44 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "renditionCount": len(renditions),
         "renditions": renditions,
         "refused": refused,
+        "moreFiles": more_files if "recordId" in payload else False,
         "apiCalls": sf.calls,
     }
 
 
 def _images_on_record(sf: SalesforceClient, record_id: str) -> list[dict[str, Any]]:
-    """Latest versions of image files linked to the record that are not renditions themselves."""
+    """Latest versions of image files linked to the record that are not renditions themselves, oldest first."""
     extensions = ",".join(f"'{ext}'" for ext in IMAGE_EXTENSIONS)
     return sf.query(
         f"SELECT {', '.join(SOURCE_FIELDS)} FROM ContentVersion "
         f"WHERE ContentDocumentId IN (SELECT ContentDocumentId FROM ContentDocumentLink "
         f"WHERE LinkedEntityId = '{to_18(record_id)}') AND IsLatest = true "
-        f"AND {RENDITION_MARKER_FIELD} = null AND FileExtension IN ({extensions})"
+        f"AND {RENDITION_MARKER_FIELD} = null AND FileExtension IN ({extensions}) "
+        f"ORDER BY CreatedDate, Id"
     )
+
+
+ID_LIST_CHUNK = 200
+"""Ids per ``IN (...)`` list: well inside SOQL's 100,000-character statement limit
+(https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_soslsoql.htm)."""
+
+
+def _without_renditions(sf: SalesforceClient, sources: list[dict[str, Any]],
+                        variants: tuple[Variant, ...]) -> list[dict[str, Any]]:
+    """The sources that still miss a variant, in their order (one query per 200 sources, not one each).
+
+    This only picks the work; each file's variants are asked again under its lock before anything is
+    written, which is what keeps a rendition from being made twice.
+    """
+    wanted = {v.name for v in variants}
+    have: dict[str, set[str]] = {}
+    ids = [to_18(s["Id"]) for s in sources]
+    for start in range(0, len(ids), ID_LIST_CHUNK):
+        listed = ",".join(f"'{i}'" for i in ids[start:start + ID_LIST_CHUNK])
+        for row in sf.query(f"SELECT {RENDITION_MARKER_FIELD}, {VARIANT_FIELD} FROM ContentVersion "
+                            f"WHERE {RENDITION_MARKER_FIELD} IN ({listed})"):
+            have.setdefault(to_18(row[RENDITION_MARKER_FIELD]), set()).add(row.get(VARIANT_FIELD) or "")
+    return [s for s in sources if not wanted <= have.get(to_18(s["Id"]), set())]
 
 
 def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], variants: tuple[Variant, ...],

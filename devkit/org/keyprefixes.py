@@ -24,23 +24,7 @@ from .config import OrgConfig
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-STANDARD_PREFIXES: dict[str, str] = {
-    "Account": "001",
-    "Contact": "003",
-    "Opportunity": "006",
-    "Lead": "00Q",
-    "Case": "500",
-    "Task": "00T",
-    "Event": "00U",
-    "User": "005",
-    "Organization": "00D",
-    "Attachment": "00P",
-    "Document": "015",
-    "Note": "002",
-    "ContentVersion": "068",
-    "ContentDocument": "069",
-    "ContentDocumentLink": "06A",
-}
+STANDARD_PREFIXES = sfids.STANDARD_PREFIXES
 
 EVENT_PREFIX = "e00"
 #: Instance ("pod") characters after the prefix, as in the fixtures' ``0015g00000QwErTAAV``.

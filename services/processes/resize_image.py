@@ -59,6 +59,8 @@ class ResizeImageResult(PayloadSchema):
     renditionCount = fields.Integer()
     refused = fields.List(fields.Nested(RefusedFile), metadata={
         "description": "Files of a recordId job that cannot be resized (each file's outcome is its own)."})
+    moreFiles = fields.Boolean(metadata={
+        "description": "The record has more image files than OFFLOAD_MAX_FILES_PER_RECORD: send it again."})
 
 
 def from_notification(sobject: str, fields_: NotificationFields) -> dict[str, Any]:

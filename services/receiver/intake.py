@@ -24,11 +24,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from services import keys
 from services.clock import utc_iso
 from services.envelope import Envelope
-from services.errors import EnqueueFailed, IdempotencyKeyReused
+from services.errors import EnqueueFailed, IdempotencyKeyReused, RecordTypeNotAllowed
 from services.processes.base import Process
 from services.queue import Delivery, admit
 from services.queue.loopguard import own_output_key
 from services.receiver.runtime import Runtime
+from services.sfids import standard_sobject
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,13 @@ def plan(
     ``request_id``: the router's ``X-Request-Id`` (:func:`request_id`), carried into the job.
     """
     record_id = process.record_id(payload)
+    types = runtime.settings.record_types
+    if not types.allows(sobject, record_id):
+        kind = sobject or (standard_sobject(record_id) if record_id else None) or "this object's"
+        raise RecordTypeNotAllowed(
+            f"{process.name} does not work on {kind} records ({record_id}); "
+            f"OFFLOAD_RECORD_TYPES allows {types.describe()}."
+        )
     reason = process.skip_reason(sobject, fields if fields is not None else payload)
     if reason:
         return Planned(record_id=record_id, skipped=reason)

@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from services import keys
-from services.errors import EnqueueFailed, OffloadError, UnknownProcess, UnsupportedMediaType
+from services.errors import EnqueueFailed, OffloadError, RecordTypeNotAllowed, UnknownProcess, UnsupportedMediaType
 from services.logs import event, log_context
 from services.processes import PROCESSES
 from services.processes.base import Process
@@ -112,12 +112,16 @@ def _plan_all(runtime: Runtime, process: Process, message: OutboundMessage, org_
                 f"notification {notification.id} ({notification.sobject_type}) cannot start {process.name}: "
                 f"{detail}")))
             continue
-        planned.append(intake.plan(
-            runtime, process, payload, source="outbound",
-            dedupe_key=f"om:{org_id}:{to_18(notification.id)}",
-            org_id=org_id, sobject=notification.sobject_type, fields=dict(notification.fields),
-            notification_id=notification.id, request_id=request_id, **session,
-        ))
+        try:
+            planned.append(intake.plan(
+                runtime, process, payload, source="outbound",
+                dedupe_key=f"om:{org_id}:{to_18(notification.id)}",
+                org_id=org_id, sobject=notification.sobject_type, fields=dict(notification.fields),
+                notification_id=notification.id, request_id=request_id, **session,
+            ))
+        except RecordTypeNotAllowed as exc:
+            planned.append(intake.Planned(record_id=notification.fields.get("Id"), refused=True, skipped=(
+                f"notification {notification.id} ({notification.sobject_type}): {exc.message}")))
     return planned
 
 

@@ -120,3 +120,19 @@ def test_client_credentials_on_a_my_domain_and_jwt_on_login_are_fine() -> None:
     Settings.from_env({"SALESFORCE_CLIENT_ID": "id", "SALESFORCE_USERNAME": "u@example.com",
                        "SALESFORCE_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----",
                        "SALESFORCE_LOGIN_URL": "https://login.salesforce.com"}).require("worker")
+
+
+def test_offload_record_types_default_refuses_only_users() -> None:
+    types = Settings.from_env({}).record_types
+    assert not types.allows("User", None) and not types.allows(None, "0055g00000AbCdEAAV")  # by name, by prefix
+    assert types.allows("Account", None) and types.allows(None, "a0B5g00000ZzZzZEAV")
+
+
+def test_offload_record_types_lists_names_and_key_prefixes() -> None:
+    types = Settings.from_env({"OFFLOAD_RECORD_TYPES": "Property__c, a0B"}).record_types
+    assert types.allows("property__c", None) and types.allows(None, "a0B5g00000ZzZzZEAV")
+    assert not types.allows("Account", "0015g00000QwErTAAV") and not types.allows(None, "0015g00000QwErTAAV")
+    assert types.allows("ContentVersion", "0685g00000XyZaBAAV")  # a file names itself
+    assert Settings.from_env({"OFFLOAD_RECORD_TYPES": "*"}).record_types.allows("User", None)
+    with pytest.raises(ConfigError, match="OFFLOAD_RECORD_TYPES"):
+        Settings.from_env({"OFFLOAD_RECORD_TYPES": "Account; DROP"})

@@ -12,6 +12,7 @@ import redis
 from services.queue.loopguard import mark_own_output
 from services.receiver import create_app
 from services.settings import Settings
+from services.sfids import to_18
 from services.signing import sign
 from tests.support.receiver import now_iso, signed_post
 
@@ -260,3 +261,25 @@ def test_json_nested_100k_deep_is_a_400_not_a_500(client, redis_conn) -> None:
                            headers={"X-Offload-Signature": sign(body, SECRET)})
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "MALFORMED_JSON"
     assert redis_conn.keys("*") == []
+
+
+USER = "0055g00000AbCdEAAV"
+
+
+def test_a_user_record_is_refused_and_nothing_is_queued(client, redis_conn: redis.Redis) -> None:
+    """A User id would make a job of every file that user owns: not a record Offload works on by default."""
+    response = signed_post(client, "/callouts/resize-image", {"recordId": USER}, SECRET)
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "RECORD_TYPE_NOT_ALLOWED" and "OFFLOAD_RECORD_TYPES" in error["message"]
+    assert redis_conn.llen("rq:queue:resize-image") == 0
+    assert signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, SECRET).status_code == 202
+
+
+def test_offload_record_types_allows_only_the_listed_types(settings: Settings, redis_conn: redis.Redis) -> None:
+    listed = settings.replace(record_types=Settings.from_env({"OFFLOAD_RECORD_TYPES": "Property__c,a0B"}).record_types)
+    client = create_app({"TESTING": True, "OFFLOAD_SETTINGS": listed, "OFFLOAD_REDIS": redis_conn}).test_client()
+    assert signed_post(client, "/callouts/resize-image", {"recordId": ACCOUNT}, SECRET).status_code == 422
+    custom = to_18("a0B5g00000ZzZzZ")
+    assert signed_post(client, "/callouts/resize-image", {"recordId": custom}, SECRET).status_code == 202
+    assert signed_post(client, "/callouts/resize-image", {"contentVersionId": CV}, SECRET).status_code == 202

@@ -181,3 +181,20 @@ def test_one_unmappable_notification_is_refused_alone_and_the_rest_are_enqueued(
     refused = [r for r in caplog.records if r.getMessage() == "notification refused"]
     assert len(refused) == 1 and "notification 04l5g00000Ab1CeAAJ (Account)" in refused[0].fields["reason"]
     assert redis_conn.hget("offload:metrics:intake", "refused|resize-image") == b"1"
+
+
+def test_a_user_notification_is_refused_alone_and_acked(client, redis_conn, caplog) -> None:
+    """A forged notification naming a User would resize every file that user owns; the rest go on."""
+    body = fixture_bytes("outbound-account-batch.xml").replace(
+        b'<sObject xsi:type="sf:Account" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">\n     '
+        b"<sf:Id>0015g00000QwErUAAV</sf:Id>",
+        b'<sObject xsi:type="sf:User" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">\n     '
+        b"<sf:Id>0055g00000AbCdEAAV</sf:Id>")
+    assert b"sf:User" in body
+    with caplog.at_level(logging.WARNING):
+        response = post(client, body)
+    assert response.status_code == 200 and ACK in response.data, response.data
+    assert [e["payload"] for e in queued_envelopes(redis_conn)] == [
+        {"recordId": "0015g00000QwErTAAV"}, {"recordId": "0015g00000QwErVAAV"}]
+    [refused] = [r for r in caplog.records if r.getMessage() == "notification refused"]
+    assert "(User)" in refused.fields["reason"] and "OFFLOAD_RECORD_TYPES" in refused.fields["reason"]

@@ -71,8 +71,8 @@ def test_running_the_same_request_twice_leaves_one_set(org, worker_env, redis_co
     run_jobs()
     assert len(renditions_of(org, source)) == 3
     result = fetch_job(redis_conn, second).return_value()
-    assert result["sourceContentVersionIds"] == [source]
-    assert all(r.get("existing") for r in result["renditions"])
+    # The record job sees that its one file has every variant and does not even download it.
+    assert result["sourceContentVersionIds"] == [] and result["renditionCount"] == 0 and not result["moreFiles"]
 
 
 def test_a_small_photo_is_never_upscaled(org, worker_env, redis_conn, run_jobs) -> None:
@@ -260,3 +260,24 @@ def test_a_long_title_and_file_name_are_trimmed_to_the_field_lengths(org, worker
     for rendition in made:
         assert len(rendition["Title"]) <= 255 and rendition["Title"].endswith(")")
         assert rendition["PathOnClient"].endswith((".jpg", ".webp"))
+
+
+def test_a_record_job_takes_at_most_offload_max_files_per_record(org, worker_env, redis_conn, run_jobs,
+                                                                  monkeypatch) -> None:
+    """One notification must not fan out without bound: the oldest files first, the rest on the next job."""
+    from workers import runner
+
+    monkeypatch.setenv("OFFLOAD_MAX_FILES_PER_RECORD", "2")
+    runner.worker_settings.cache_clear()
+    listing = create_record(org, "Account", Name="3 Many Photos Lane")
+    files = [upload_file(org, listing, photo_jpeg(600, 400), f"photo-{n}.jpg") for n in range(3)]
+    first = enqueue(redis_conn, {"recordId": listing}, "capped-1")
+    run_jobs()
+    result = fetch_job(redis_conn, first).return_value()
+    assert result["moreFiles"] is True and result["sourceContentVersionIds"] == files[:2]
+    assert [len(renditions_of(org, f)) for f in files] == [3, 3, 0]
+    second = enqueue(redis_conn, {"recordId": listing}, "capped-2")
+    run_jobs()
+    result = fetch_job(redis_conn, second).return_value()
+    assert [len(renditions_of(org, f)) for f in files] == [3, 3, 3]
+    assert result["moreFiles"] is False
