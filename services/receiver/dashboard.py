@@ -192,8 +192,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     if rq_web.push_rq_connection not in theirs:
         raise RuntimeError("rq-dashboard changed: push_rq_connection is gone; review services/receiver/dashboard.py")
     app.before_request_funcs[_BLUEPRINT] = [f for f in theirs if f is not rq_web.push_rq_connection] + [_guard]
-    # Flask runs these in reverse: redact (it matches quoted keys in descriptions), then escape.
-    app.after_request_funcs.setdefault(_BLUEPRINT, []).extend([_escape_response, _redact_response])
+    app.after_request_funcs.setdefault(_BLUEPRINT, []).append(_clean_json)
     # An app-wide hook, not the blueprint's: the 401 challenge and the guard's refusals are pages under
     # /rq too, and static files answer from the blueprint's static endpoint.
     app.after_request(_lock_down)
@@ -294,18 +293,6 @@ def _escape_strings(value: Any) -> Any:
     return value
 
 
-def _escape_response(response: Response) -> Response:
-    """HTML-escape the JSON of the views whose pages insert it unescaped (see the module docstring)."""
-    if request.endpoint not in _RENDERED_RAW or response.mimetype != "application/json":
-        return response
-    try:
-        payload = json.loads(response.get_data(as_text=True))
-    except ValueError:
-        return response
-    response.set_data(json.dumps(_escape_strings(payload)))
-    return response
-
-
 class _InlineScripts(HTMLParser):
     """Collects the text of a page's inline ``<script>`` elements that a browser would run."""
 
@@ -376,8 +363,12 @@ def _lock_down(response: Response) -> Response:
     return response
 
 
-def _redact_response(response: Response) -> Response:
-    """Second line of defence: no secret-looking key's value in any JSON the dashboard sends."""
+def _clean_json(response: Response) -> Response:
+    """Every JSON answer of the blueprint: secret-looking values redacted (a second line of defence),
+    and, for the views whose pages insert strings unescaped (:data:`_RENDERED_RAW`), HTML-escaped.
+
+    Redaction comes first: it matches quoted keys inside descriptions, which escaping would change.
+    """
     if response.mimetype != "application/json" or response.direct_passthrough:
         return response
     try:
@@ -385,6 +376,8 @@ def _redact_response(response: Response) -> Response:
     except ValueError:
         return response
     cleaned = jobs_admin.redact(payload)
+    if request.endpoint in _RENDERED_RAW:
+        cleaned = _escape_strings(cleaned)
     if cleaned != payload:
         response.set_data(json.dumps(cleaned))
     return response

@@ -63,20 +63,20 @@ def with_public_url(redis_url: str, redis_conn) -> Iterator[str]:
     yield from _web(redis_url, DYNO="web.1", OFFLOAD_PUBLIC_URL="https://offload-acme.herokuapp.com")
 
 
-def test_urls_say_https_when_the_router_says_the_request_came_over_tls(on_heroku: str) -> None:
-    forwarded = {"X-Forwarded-Proto": "https", "Host": "offload-acme.herokuapp.com"}
-    status_url = _callout(on_heroku, forwarded)["statusUrl"]
+def _assert_public_urls(base: str, headers: dict[str, str]) -> None:
+    """statusUrl and the OpenAPI servers entry both name the app's https URL."""
+    status_url = _callout(base, headers)["statusUrl"]
     assert status_url.startswith("https://offload-acme.herokuapp.com/jobs/"), status_url
-    spec = requests.get(f"{on_heroku}/openapi.json", headers=forwarded, timeout=5).json()
+    spec = requests.get(f"{base}/openapi.json", headers=headers, timeout=5).json()
     assert spec["servers"] == [{"url": "https://offload-acme.herokuapp.com"}]
+
+
+def test_urls_say_https_when_the_router_says_the_request_came_over_tls(on_heroku: str) -> None:
+    _assert_public_urls(on_heroku, {"X-Forwarded-Proto": "https", "Host": "offload-acme.herokuapp.com"})
 
 
 def test_the_public_url_wins_over_a_callers_host_header(with_public_url: str) -> None:
-    hostile = {"X-Forwarded-Proto": "http", "Host": "evil.example"}
-    status_url = _callout(with_public_url, hostile)["statusUrl"]
-    assert status_url.startswith("https://offload-acme.herokuapp.com/jobs/"), status_url
-    spec = requests.get(f"{with_public_url}/openapi.json", headers=hostile, timeout=5).json()
-    assert spec["servers"] == [{"url": "https://offload-acme.herokuapp.com"}]
+    _assert_public_urls(with_public_url, {"X-Forwarded-Proto": "http", "Host": "evil.example"})
 
 
 def test_a_chunked_body_over_the_cap_is_413_not_a_misleading_401(redis_url: str, redis_conn) -> None:
