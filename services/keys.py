@@ -42,6 +42,4 @@ SESSION_PREFIX = PREFIX + "session:"
 # --- renditions (workers) ----------------------------------------------------------------------------
 RENDITION_LOCK_PREFIX = PREFIX + "lock:rendition:"
 """``lock:rendition:<source ContentVersion id>``: one job at a time writes a source's renditions."""
-UPLOAD_IN_FLIGHT_PREFIX = PREFIX + "upload-in-flight:"
-"""``upload-in-flight:<source id>:<variant>``: an upload whose answer was lost may still commit."""
 

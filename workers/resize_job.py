@@ -5,13 +5,17 @@ Steps for each source file (a ContentVersion):
 1. Read its metadata; skip it if it is itself a rendition (loop guard); refuse a
    file whose ``ContentSize`` is over ``OFFLOAD_MAX_IMAGE_BYTES`` before downloading.
 2. Take a per-file lock in Redis, so a job asked "by record" and another asked
-   "by file" can't both upload at the same moment.
+   "by file" don't both render the same file at the same moment (it saves work;
+   it is not what keeps renditions single).
 3. Ask Salesforce which variants already exist (``Offload_Rendition_Of__c`` =
-   the source). This is what makes the effect exactly-once: a job that was
-   retried, redelivered, or killed after an upload finds that upload there and
-   does not repeat it.
-4. Download (streamed), render only the missing variants, and upload each as a
-   new ContentVersion published to the same record, carrying the marker fields.
+   the source), and render only the missing ones.
+4. Upload each as a new ContentVersion published to the same record, carrying the
+   marker fields and ``Offload_Rendition_Key__c`` = ``<source>:<variant>``, a unique
+   External ID field. That is what makes the effect exactly-once: Salesforce itself
+   refuses a second rendition of a source and variant (``DUPLICATE_VALUE``), whether
+   it comes from a retry, a second worker that took over a frozen one's job, or an
+   upload that committed after its sender died. The refused upload is "already
+   done": the job takes the existing rendition's Id and goes on.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from services import keys
-from services.errors import ImageRejected, PermanentJobError, SalesforceTransientError, TransientJobError
+from services.errors import ImageRejected, PermanentJobError, SalesforcePermanentError, TransientJobError
 from services.imagetypes import IMAGE_EXTENSIONS
 from services.logs import event, log_context
-from services.processes.resize_image import RENDITION_MARKER_FIELD, VARIANT_FIELD
+from services.processes.resize_image import RENDITION_KEY_FIELD, RENDITION_MARKER_FIELD, VARIANT_FIELD, rendition_key
 from services.queue.loopguard import mark_own_output
 from services.salesforce.client import SalesforceClient
 from services.sfids import key_prefix, to_18
@@ -37,8 +41,6 @@ SOURCE_FIELDS = ("Id", "ContentDocumentId", "Title", "PathOnClient", "FileExtens
                  "FirstPublishLocationId", RENDITION_MARKER_FIELD)
 LOCK_PREFIX = keys.RENDITION_LOCK_PREFIX
 LOCK_TTL = 300
-IN_FLIGHT_PREFIX = keys.UPLOAD_IN_FLIGHT_PREFIX
-"""Marks an upload whose outcome we never heard (timeout, dropped connection) until Salesforce has settled."""
 
 
 def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -138,7 +140,6 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
     try:
         existing = _existing_variants(sf, source["Id"])
         missing = [v for v in variants if v.name not in existing]
-        _wait_for_unsettled_uploads(ctx, source["Id"], missing)
         written = [{"variant": name, "contentVersionId": cid, "existing": True} for name, cid in existing.items()]
         if not missing:
             event(logger, "all renditions already exist", variants=",".join(existing))
@@ -148,8 +149,11 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
                                          max_bytes=ctx.settings.max_image_bytes)
         del data
         for rendition in rendered:
-            new_id = _upload(sf, ctx, source, rendition, target)
+            new_id, made_now = _upload(sf, source, rendition, target)
             mark_own_output(ctx.connection, [new_id])
+            if not made_now:
+                written.append({"variant": rendition.variant.name, "contentVersionId": new_id, "existing": True})
+                continue
             event(logger, "rendition written", variant=rendition.variant.name, content_version_id=new_id,
                   width=rendition.width, height=rendition.height, bytes=len(rendition.data))
             written.append({"variant": rendition.variant.name, "contentVersionId": new_id,
@@ -162,30 +166,25 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
             ctx.connection.delete(lock)
 
 
-def _upload(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], rendition: Rendition, target: str) -> str:
-    """Upload one rendition; if we never hear back, remember that Salesforce may still commit it."""
+def _upload(sf: SalesforceClient, source: dict[str, Any], rendition: Rendition, target: str) -> tuple[str, bool]:
+    """Upload one rendition: (its Id, True), or (the Id of the one an earlier attempt made, False).
+
+    A timeout or a lost connection is simply retried later: if that upload did commit, the retry's
+    upload of the same key is refused with DUPLICATE_VALUE and lands here.
+    """
+    key = rendition_key(source["Id"], rendition.variant.name)
     try:
         return sf.upload_content_version(_fields(source, rendition, target), rendition.data,
-                                         _filename(source, rendition))
-    except SalesforceTransientError as exc:
-        if exc.code in {"TIMEOUT", "CONNECTION_ERROR"}:
-            # The request may have reached Salesforce and commit after we gave up. A retry that
-            # looked for the rendition before that commit would upload a second copy, so the
-            # retry waits until the longest time Salesforce could still be working on it.
-            settle = int(2 * ctx.settings.salesforce_timeout) + 2
-            ctx.connection.set(f"{IN_FLIGHT_PREFIX}{source['Id']}:{rendition.variant.name}", ctx.job_id, ex=settle)
-        raise
-
-
-def _wait_for_unsettled_uploads(ctx: JobContext, source_id: str, missing: list[Variant]) -> None:
-    """Retry later if an upload of a variant still missing timed out recently (one MGET of known keys)."""
-    if not missing:
-        return
-    marks = ctx.connection.mget([f"{IN_FLIGHT_PREFIX}{source_id}:{variant.name}" for variant in missing])
-    if any(mark is not None for mark in marks):
-        raise TransientJobError(
-            f"An earlier upload of a rendition of {source_id} timed out and may still be committed by "
-            "Salesforce; retrying once it has settled.", code="UPLOAD_UNSETTLED")
+                                         _filename(source, rendition)), True
+    except SalesforcePermanentError as exc:
+        if exc.code != "DUPLICATE_VALUE":
+            raise
+        rows = sf.query(f"SELECT Id FROM ContentVersion WHERE {RENDITION_KEY_FIELD} = '{key}'")
+        if not rows:
+            raise  # a unique value held by a record we cannot see: say what Salesforce said
+        event(logger, "rendition was already made by an earlier attempt", variant=rendition.variant.name,
+              content_version_id=rows[0]["Id"])
+        return str(rows[0]["Id"]), False
 
 
 def _existing_variants(sf: SalesforceClient, source_id: str) -> dict[str, str]:
@@ -230,5 +229,6 @@ def _fields(source: dict[str, Any], rendition: Rendition, target: str) -> dict[s
         "FirstPublishLocationId": target,
         RENDITION_MARKER_FIELD: source["Id"],
         VARIANT_FIELD: rendition.variant.name,
+        RENDITION_KEY_FIELD: rendition_key(source["Id"], rendition.variant.name),
         "Description": f"Rendition of {source['Id']} made by Offload.",
     }

@@ -80,6 +80,11 @@ def create_org_app(state: OrgState) -> Flask:
 
     @app.errorhandler(RestError)
     def _rest_error(exc: RestError) -> Response:
+        # One line per refusal, so a developer reading `offload dev` (and a test) sees what the org refused,
+        # also when the client that sent the request is gone.
+        code = str(exc.body()[0]["errorCode"])
+        logger.info("refused %s %s: %s %s", request.method, request.path, exc.status, code)
+        state.refusals.append((request.method, request.path, code))
         return json_response(exc.body(), exc.status)
 
     @app.errorhandler(404)

@@ -97,6 +97,7 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None) ->
         )
     title = fields.get(lowered.get("title", ""), None) or PurePosixPath(path_on_client).stem
     with state.transaction():
+        records.check_unique(state, "ContentVersion", fields)
         version_id = state.ids.new_id(state.catalog.prefix("ContentVersion"))
         size, md5 = _store_bytes(state.blob_path(version_id), blob if blob is not None else b"")
         computed = {

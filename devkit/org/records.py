@@ -4,8 +4,10 @@ REST sObject routes, composite subrequests, sObject collections and the admin AP
 these functions, so a rule (read-only fields, required fields, id checks, locked rows) holds
 everywhere. Errors are raised as ``RestError`` with Salesforce's errorCodes.
 
-The store is schema-less: any well-formed field name is accepted on write (a real org would
-answer INVALID_FIELD for a field it lacks) and becomes known for its type from then on.
+Objects Offload's metadata defines (``apex/force-app``: ContentVersion's custom fields, the Offload_*
+objects) are checked against it (``schema.py``): an unknown custom field, a text too long, a duplicate
+of a unique value are refused as a real org refuses them. Other objects are schema-less: any
+well-formed field name is accepted on write and becomes known for its type from then on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from services import sfids
 
-from . import sferrors
+from . import schema, sferrors
 from .keyprefixes import is_platform_event
 from .sferrors import RestError
 from .state import SYSTEM_FIELDS, OrgState
@@ -102,6 +104,7 @@ def clean_fields(
             )
     if admin:
         return fields
+    _check_deployed_fields(sobject, fields)
     lowered = {k.lower(): k for k in fields}
     blocked = [
         lowered[f.lower()] for f in (*SYSTEM_FIELDS, *READ_ONLY.get(sobject, ())) if f.lower() in lowered
@@ -122,6 +125,50 @@ def clean_fields(
         if name and fields[name] not in (None, ""):
             fields[name] = _check_reference(state, ref, fields[name])
     return fields
+
+
+def _check_deployed_fields(sobject: str, fields: dict[str, Any]) -> None:
+    """Custom fields of an object Offload deploys: they must exist there, and texts fit their length."""
+    deployed = schema.deployed().fields_of(sobject)
+    if deployed is None:
+        return
+    for name, value in fields.items():
+        if not name.lower().endswith("__c"):
+            continue
+        field = deployed.get(name.lower())
+        if field is None:
+            raise sferrors.invalid_field(sobject, name)
+        if field.type in schema.TEXT_TYPES and field.length and isinstance(value, str) and len(value) > field.length:
+            raise sferrors.string_too_long(field.name, value, field.length)
+
+
+def check_unique(state: OrgState, sobject: str, fields: dict[str, Any], *, record_id: str | None = None) -> None:
+    """DUPLICATE_VALUE for a value a unique field already holds on another live record (call under state.lock).
+
+    DUPLICATE_VALUE: "You can't supply a duplicate value for a field that must be unique" (StatusCode,
+    https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_concepts_core_data_objects.htm).
+    The message is worded as real orgs word it in public integration logs ("duplicate value found: <field>
+    duplicates value on record with id: <15-character id>"); not confirmed by the docs.
+    """
+    deployed = schema.deployed().fields_of(sobject) or {}
+    for name, value in fields.items():
+        field = deployed.get(name.lower())
+        if field is None or not field.unique or value in (None, ""):
+            continue
+        stored = state.known_field(sobject, field.name)
+        if stored is None:
+            continue  # no record holds the field yet
+        wanted = str(value) if field.case_sensitive else str(value).lower()
+        for other in state.all_records(sobject):
+            held = other.get(stored)
+            if held is None or other["Id"] == record_id:
+                continue
+            if (str(held) if field.case_sensitive else str(held).lower()) == wanted:
+                raise RestError(
+                    400, "DUPLICATE_VALUE",
+                    f"duplicate value found: {field.name} duplicates value on record with id: {other['Id'][:15]}",
+                    [],
+                )
 
 
 def _check_reference(state: OrgState, field: str, value: Any) -> str:
@@ -166,7 +213,9 @@ def create(
         fields.setdefault("Visibility", "AllUsers")
     if sobject not in ("User", "ContentDocumentLink"):
         fields.setdefault("OwnerId", state.user_id)
-    return state.insert(sobject, fields, record_id=record_id)
+    with state.lock:
+        check_unique(state, sobject, fields)
+        return state.insert(sobject, fields, record_id=record_id)
 
 
 def update(
@@ -177,7 +226,9 @@ def update(
     rid = sfids.to_18(record_id)
     check_lock(state, rid)
     fields = clean_fields(state, sobject, body, creating=False, admin=admin)
-    return state.update(rid, fields)
+    with state.lock:
+        check_unique(state, sobject, fields, record_id=rid)
+        return state.update(rid, fields)
 
 
 def delete(state: OrgState, sobject: str, record_id: str) -> None:

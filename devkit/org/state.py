@@ -11,6 +11,7 @@ Read interface for the SOQL engine (``devkit/org/soql.py``):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import logging
@@ -77,6 +78,8 @@ class OrgState:
         self.admin_blueprints: list[Any] = []
         #: Record Ids whose writes fail with UNABLE_TO_LOCK_ROW (admin: POST /_emulator/locks).
         self.locked_ids: set[str] = set()
+        #: (method, path, errorCode) of the last refused REST requests, newest last (tests read it).
+        self.refusals: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=1000)
         self.base_url = ""
         self._reset_data()
 
@@ -107,6 +110,7 @@ class OrgState:
             self.tokens.clear()
             self.faults.clear()
             self.locked_ids.clear()
+            self.refusals.clear()
             self._reset_data()
 
     def close(self) -> None:

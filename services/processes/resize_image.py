@@ -25,6 +25,19 @@ RENDITION_MARKER_FIELD = "Offload_Rendition_Of__c"
 VARIANT_FIELD = "Offload_Variant__c"
 """ContentVersion field naming the variant (``thumb``) of a rendition."""
 
+RENDITION_KEY_FIELD = "Offload_Rendition_Key__c"
+"""ContentVersion field holding ``<source 18-char Id>:<variant>``: External ID and Unique, so Salesforce refuses a
+second rendition of one source and variant with DUPLICATE_VALUE, whichever worker, retry or late commit sends it.
+ContentVersion supports upsert(), i.e. external ID fields
+(https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm),
+and "the Unique attribute prevents the creation of duplicates"
+(https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_upsert_patch.htm)."""
+
+
+def rendition_key(source_id: str, variant: str) -> str:
+    """The unique key of one rendition: the same for every attempt at it, whoever makes it."""
+    return f"{to_18(source_id)}:{variant}"
+
 
 class ResizeImagePayload(PayloadSchema):
     """Which photo(s) to resize: one file (contentVersionId) or every image file on a record that has no
