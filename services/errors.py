@@ -150,6 +150,13 @@ class TransientJobError(JobFailed):
     code = "TRANSIENT_ERROR"
 
 
+class CompletionNotPublished(TransientJobError):
+    """The job's work is done but Salesforce did not take its completion event: the job runs again (it finds its
+    renditions made and only publishes), so a subscriber is told, possibly twice (it dedupes on Job_Id__c)."""
+
+    code = "COMPLETION_NOT_PUBLISHED"
+
+
 class ImageRejected(PermanentJobError):
     """The file is not an image we accept: wrong format, a decompression bomb, corrupt or too big."""
 

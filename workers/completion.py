@@ -2,21 +2,33 @@
 
 Fields (the ``apex/`` metadata defines them on ``Offload_Job_Event__e``):
 ``Job_Id__c``, ``Process__c``, ``Record_Id__c``, ``Status__c`` (Succeeded |
-Failed), ``Result__c`` (JSON) and ``Error__c``. Publishing is best effort: an
-org without the event type (``NOT_FOUND``/``INVALID_TYPE``) or a failed publish
-is a warning in the log, never a job failure; the job's own outcome stands.
+Failed), ``Result__c`` (JSON) and ``Error__c``.
+
+Delivery is at least once. A busy org (503, a timeout) is asked again
+``PUBLISH_ATTEMPTS`` times; if it still refuses and the job has retries left,
+the job fails with ``COMPLETION_NOT_PUBLISHED`` and is retried: its renditions
+are found made, and the retry publishes. A kill during a publish that Salesforce
+did commit therefore means a second event with the same ``Job_Id__c``:
+subscribers dedupe on it (``apex/``'s handler does). An org without the event
+type (``NOT_FOUND``/``INVALID_TYPE``), a refusal that retrying won't fix, or a
+failure on the job's last attempt is a warning in the log: the job's own outcome
+stands.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
-from services.errors import OffloadError
+from services.errors import CompletionNotPublished, OffloadError, TransientJobError
 from services.logs import event
 
 logger = logging.getLogger(__name__)
+
+PUBLISH_ATTEMPTS = 3
+"""Tries within one job attempt, 0.5 s then 1 s apart: a blip should not cost a whole job retry."""
 
 LONG_TEXT_LIMIT = 131_072
 """Characters in a Long Text Area field; longer results are cut (with a note) rather than refused."""
@@ -39,15 +51,31 @@ def event_fields(job_id: str, process: str, record_id: str | None, status: str,
 
 
 def publish_completion(ctx: Any, *, status: str, result: dict[str, Any] | None, error: str | None) -> None:
-    """Publish the completion event for the job in ``ctx``; log, never raise."""
+    """Publish the completion event for the job in ``ctx``.
+
+    Raises :class:`CompletionNotPublished` only when Salesforce stayed busy and the job can still be retried.
+    """
     fields = event_fields(ctx.job_id, ctx.process, ctx.envelope.record_id, status, result, error)
-    try:
-        ctx.salesforce().publish_event(ctx.settings.completion_event, fields)
-    except OffloadError as exc:
-        missing = exc.code in {"NOT_FOUND", "INVALID_TYPE"}
-        event(logger, "completion event not published", logging.WARNING, event_type=ctx.settings.completion_event,
-              code=exc.code, hint="deploy apex/ (it defines the event)" if missing else exc.message)
-    except Exception as exc:  # publishing must never fail a finished job
-        event(logger, "completion event not published", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-    else:
-        event(logger, "completion event published", event_type=ctx.settings.completion_event, status=status)
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            ctx.salesforce().publish_event(ctx.settings.completion_event, fields)
+        except TransientJobError as exc:
+            if attempt < PUBLISH_ATTEMPTS:
+                time.sleep(0.5 * attempt)
+                continue
+            if status == "Succeeded" and not ctx.final_attempt:
+                raise CompletionNotPublished(
+                    f"The job's work is done, but Salesforce did not take its completion event "
+                    f"({ctx.settings.completion_event}): {exc.message} The job runs again to publish it.") from exc
+            event(logger, "completion event not published", logging.ERROR, event_type=ctx.settings.completion_event,
+                  code=exc.code, error=exc.message)
+        except OffloadError as exc:
+            missing = exc.code in {"NOT_FOUND", "INVALID_TYPE"}
+            event(logger, "completion event not published", logging.WARNING,
+                  event_type=ctx.settings.completion_event, code=exc.code,
+                  hint="deploy apex/ (it defines the event)" if missing else exc.message)
+        except Exception as exc:  # an unexpected failure to publish must never fail a finished job
+            event(logger, "completion event not published", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        else:
+            event(logger, "completion event published", event_type=ctx.settings.completion_event, status=status)
+        return

@@ -119,6 +119,8 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
 
         try:
             result = process.load_handler()(payload, ctx)
+            # Inside the try: a completion event Salesforce would not take makes this attempt a retry.
+            _complete(ctx, "Succeeded", result, None)
         except PermanentJobError as exc:
             if job is not None:
                 job.retries_left = 0  # RQ reads this right after we raise: no retry for a permanent error
@@ -136,7 +138,6 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
             raise
         event(logger, "job succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
         finished("succeeded")
-        _complete(ctx, "Succeeded", result, None)
         return result
 
 
@@ -149,7 +150,7 @@ def _fail_now(job: Job | None, code: str) -> None:
 
 
 def _complete(ctx: JobContext, status: str, result: dict[str, Any] | None, error: str | None) -> None:
-    """Publish the completion Platform Event when one is configured (never fails the job)."""
+    """Publish the completion Platform Event when one is configured (see :mod:`workers.completion`)."""
     if not ctx.settings.completion_event:
         return
     from workers.completion import publish_completion

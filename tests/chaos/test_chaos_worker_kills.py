@@ -93,3 +93,34 @@ def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis
         wait_all_ended(conn, [job_id], 90, stack)
         assert_exactly_once(stack, [source])
         assert_nothing_stuck(conn, [job_id])
+
+
+def test_a_frozen_worker_whose_job_is_taken_over_does_not_write_twice(chaos_stack: LocalStack, own_redis) -> None:
+    """SIGSTOP of the process running a job, mid-job, past its heartbeat: the other worker takes the job over
+    and finishes it. Then the frozen one wakes (SIGCONT) and carries on where it stopped, with the same job
+    id (so the per-file lock lets it in). Its uploads are refused by Salesforce (DUPLICATE_VALUE on the unique
+    rendition key) and taken as done: one rendition per variant. Its completion event may be a second one
+    for the job, with the same Job_Id__c, which subscribers dedupe."""
+    conn = redis.Redis.from_url(own_redis.url)
+    [(_, source)] = seed_photos(chaos_stack, 1)
+    chaos_stack.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.001, count=1))
+    held = chaos_stack.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=1.0, count=1))
+    status, job_id = callout(chaos_stack, source)
+    assert status == 202 and job_id
+    wait_for(lambda: held.fired, 30, "the job's second upload", chaos_stack)
+    [frozen] = wait_for(lambda: busy_horses(chaos_stack), 5, "the process running the job", chaos_stack)
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+        # rq's own recovery: the heartbeat lapses (30 s), the other worker's maintenance retries the job.
+        wait_for(lambda: job.get_status(refresh=True).value == "finished", 120,
+                 "the other worker to take over and finish the job", chaos_stack)
+        assert len(renditions_of(chaos_stack.org, source)) == 3
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    wait_for(lambda: any(code == "DUPLICATE_VALUE" for _, _, code in chaos_stack.org.state.refusals), 30,
+             "the woken worker to try its next upload, and the org to refuse it", chaos_stack)
+    time.sleep(2)  # let the woken worker finish its job's remaining steps
+    assert_exactly_once(chaos_stack, [source])
+    events = [e["fields"] for e in chaos_stack.org.state.events if e["fields"].get("Job_Id__c") == job_id]
+    assert events and {e["Status__c"] for e in events} == {"Succeeded"}

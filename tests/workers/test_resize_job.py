@@ -15,7 +15,7 @@ from devkit.waiting import wait_until
 from services.envelope import Envelope
 from services.ops.jobview import describe_job
 from services.processes import PROCESSES
-from services.queue import Delivery, admit, fetch_job
+from services.queue import Delivery, admit, fetch_job, make_queue
 from services.sfids import to_18
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
@@ -62,6 +62,44 @@ def test_the_completion_event_is_published(org, worker_env, redis_conn, run_jobs
     fields = event["fields"]
     assert fields["Job_Id__c"] == job_id and fields["Status__c"] == "Succeeded"
     assert fields["Record_Id__c"] == source and json.loads(fields["Result__c"])["renditionCount"] == 3
+
+
+def _events_of(org, job_id: str) -> list[dict]:
+    return [e["fields"] for e in org.state.events
+            if e["type"] == "Offload_Job_Event__e" and e["fields"]["Job_Id__c"] == job_id]
+
+
+def test_one_503_on_the_completion_event_does_not_lose_it(org, worker_env, redis_conn, run_jobs) -> None:
+    account = create_record(org, "Account", Name="Busy Event")
+    source = upload_file(org, account, photo_jpeg(900, 600), "busy.jpg")
+    org.state.faults.add(FaultRule(pattern="*/sobjects/Offload_Job_Event__e", method="POST",
+                                   error="SERVER_UNAVAILABLE", count=1))
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "k-busy-event")
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    assert [f["Status__c"] for f in _events_of(org, job_id)] == ["Succeeded"]
+
+
+def test_a_completion_event_salesforce_keeps_refusing_makes_the_job_run_again(org, worker_env, redis_conn,
+                                                                              run_jobs) -> None:
+    """The work is done but nobody was told: the attempt fails COMPLETION_NOT_PUBLISHED and is retried, and
+    the retry finds its renditions made (nothing uploaded twice) and publishes."""
+    account = create_record(org, "Account", Name="Busier Event")
+    source = upload_file(org, account, photo_jpeg(900, 600), "busier.jpg")
+    org.state.faults.add(FaultRule(pattern="*/sobjects/Offload_Job_Event__e", method="POST",
+                                   error="SERVER_UNAVAILABLE", count=3))
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "k-busier-event")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "scheduled" and job.meta["error_code"] == "COMPLETION_NOT_PUBLISHED"
+    assert _events_of(org, job_id) == [] and len(renditions_of(org, source)) == 3
+    queue = make_queue("resize-image", redis_conn)
+    queue.scheduled_job_registry.remove(job)
+    queue.enqueue_job(job)  # the retry, now rather than after its backoff
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    assert [f["Status__c"] for f in _events_of(org, job_id)] == ["Succeeded"]
+    assert len(renditions_of(org, source)) == 3
 
 
 def test_running_the_same_request_twice_leaves_one_set(org, worker_env, redis_conn, run_jobs) -> None:
