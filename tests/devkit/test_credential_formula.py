@@ -168,3 +168,14 @@ def test_anything_outside_the_subset_is_refused(value, message):
 def test_the_evaluated_value_is_cut_at_1300_characters():
     """Help: at most 1,300 characters of an evaluated formula are carried."""
     assert len(evaluate("{!'" + "x" * 1_500 + "'}")) == MAX_RESULT_CHARS == 1_300
+
+
+def test_every_shipped_external_credential_parses_and_evaluates():
+    """Each deployed header formula is inside the documented subset (else Setup would refuse it too)."""
+    files = sorted((DEFAULT_SOURCE_DIR / "externalCredentials").glob("*.externalCredential-meta.xml"))
+    assert [f.name.split(".")[0] for f in files] == ["Offload", "Offload_ApiKey"]
+    parameters = {"Offload": {"Secret": "s"}, "Offload_ApiKey": {"ApiKey": "k-1"}}
+    evaluated = {name: load_external_credential(name).evaluate(b"{}", parameters[name]) for name in parameters}
+    assert evaluated["Offload_ApiKey"] == [("Authorization", "Bearer k-1")]
+    [(header, value)] = evaluated["Offload"]
+    assert header == "X-Offload-Signature" and value.startswith("sha256=") and len(value) == 71
