@@ -70,3 +70,14 @@ def test_apex_test_uses_the_same_vector(vector: dict[str, str]) -> None:
     assert f"'{vector['secret']}'" in source
     assert f"'{apex_body}'" in source
     assert f"'{vector['expected']}'" in source
+
+
+def test_the_external_credential_formula_produces_the_vector(vector: dict[str, str]) -> None:
+    """The Offload External Credential's header formula, read from apex/ and evaluated by the emulator's
+    formula evaluator, gives the vector: the shipped formula and services.signing agree."""
+    from devkit.org.credentials import callout_headers
+
+    body = vector["body"].encode("utf-8")
+    headers = callout_headers("Offload", body, {"Secret": vector["secret"]})
+    assert headers == [(signing.SIGNATURE_HEADER, vector["expected"])]
+    assert headers[0][1] == signing.sign(body, vector["secret"])

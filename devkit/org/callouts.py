@@ -31,8 +31,17 @@ https://help.salesforce.com/s/articleView?id=platform.external_services_schema_d
   Salesforce's documentation): the Apex defaults are used, since External Services run on the
   same callout stack.
 
-Signing (project contract, ``services.signing``): the JSON is serialized once, compactly, and
-exactly those bytes are signed and sent.
+Credentials: ``secret`` and ``api_key`` stand for the authentication parameters an admin adds to the
+principals in Setup (``Secret`` on ``Offload``, ``ApiKey`` on ``Offload_ApiKey``, apex/README.md). The
+headers are not computed here: the custom-header formulas of the External Credentials in
+``apex/force-app/main/default`` are read and evaluated (:mod:`devkit.org.credentials`,
+:mod:`devkit.org.formula`) over exactly the bytes sent, the way the org evaluates them at callout time. So a
+change to a formula changes what the receiver gets, and a formula the receiver does not agree with fails
+the tests. The JSON is serialized once, compactly, and those bytes are the ``$Credential.<name>.Body``.
+
+``GET /jobs/<jobId>`` (:func:`apex_get`, :func:`flow_get`) has no body, so ``Offload``'s formula signs an
+empty Blob: the same value for every GET, which the receiver refuses. Salesforce can send getJob through
+``Offload_ApiKey`` (``Authorization: Bearer``), which is what apex/README.md documents.
 """
 
 from __future__ import annotations
@@ -40,12 +49,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
 from urllib3.util import SKIP_HEADER
 
-from services.signing import SIGNATURE_HEADER, sign
+from devkit.org.credentials import callout_headers
 
 APEX_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
 APEX_DEFAULT_TIMEOUT_S = 10.0
@@ -57,6 +67,10 @@ ASYNC_LIMIT_BYTES = 12_000_000
 FLOW_TIMEOUT_S = 120.0
 """External Service (Flow HTTP Callout) timeout, not configurable in Flow (C)."""
 FLOW_MAX_JSON_DEPTH = 15
+SIGNED_NAMED_CREDENTIAL = "Offload"
+"""Named Credential whose External Credential signs the body (principal parameter ``Secret``)."""
+API_KEY_NAMED_CREDENTIAL = "Offload_ApiKey"
+"""Named Credential whose External Credential sends ``Authorization: Bearer`` (principal parameter ``ApiKey``)."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +96,18 @@ def apex_callout(
     api_version: str = "62.0",
     idempotency_key: str | None = None,
     asynchronous: bool = False,
+    source_dir: Path | None = None,
 ) -> CalloutResult:
     """POST ``payload`` as JSON the way ``new Http().send(req)`` does from Offload's Apex.
 
     Args:
         timeout_s: ``req.setTimeout(ms) / 1000``; 1 ms to 120 s, default 10 s ("Callout Limits and Limitations").
         asynchronous: the callout runs in async Apex, so the 12 MB size limit applies, not 6 MB.
+        source_dir: the SFDX ``force-app/main/default`` whose credentials are used (default: this checkout's).
 
     Raises:
         ValueError: timeout out of range, or the request body over the size limit (see the module docstring).
+        FormulaError: a credential's header formula fails (it is a ValueError too).
     """
     if not 1 <= timeout_s * 1000 <= APEX_MAX_TIMEOUT_MS:
         raise ValueError("Timeout value must be between 1 and 120000 milliseconds")
@@ -102,10 +119,31 @@ def apex_callout(
             f"callout request is {len(body)} bytes; the {kind} Apex limit is "
             f"{limit // 1_000_000} MB ({limit} bytes)"
         )
-    headers = _headers(body, api_version=api_version, secret=secret, api_key=api_key)
+    headers = _headers(body, api_version=api_version, secret=secret, api_key=api_key, source_dir=source_dir)
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
-    return _send(url, body, headers, timeout_s=timeout_s, verify=verify, max_response=limit)
+    return _send("POST", url, body, headers, timeout_s=timeout_s, verify=verify, max_response=limit)
+
+
+def apex_get(
+    url: str,
+    *,
+    secret: str | None = None,
+    api_key: str | None = None,
+    timeout_s: float = APEX_DEFAULT_TIMEOUT_S,
+    verify: bool | str = True,
+    api_version: str = "62.0",
+    source_dir: Path | None = None,
+) -> CalloutResult:
+    """``req.setMethod('GET')`` without a body, through the credentials ``secret``/``api_key`` stand for.
+
+    With ``secret`` the Offload formula signs the empty body, as the org would (see the module docstring).
+    """
+    if not 1 <= timeout_s * 1000 <= APEX_MAX_TIMEOUT_MS:
+        raise ValueError("Timeout value must be between 1 and 120000 milliseconds")
+    headers = _headers(b"", api_version=api_version, secret=secret, api_key=api_key, source_dir=source_dir,
+                       content_type=None)
+    return _send("GET", url, None, headers, timeout_s=timeout_s, verify=verify, max_response=SYNC_LIMIT_BYTES)
 
 
 def flow_callout(
@@ -115,6 +153,7 @@ def flow_callout(
     secret: str | None = None,
     api_key: str | None = None,
     verify: bool | str = True,
+    source_dir: Path | None = None,
 ) -> CalloutResult:
     """POST ``payload`` as a Flow HTTP Callout action would; status >= 300 takes the fault path (C).
 
@@ -128,8 +167,28 @@ def flow_callout(
     """
     _check_flow_shape(payload)
     body = _serialize(payload)
-    headers = _headers(body, api_version="62.0", secret=secret, api_key=api_key)
-    result = _send(url, body, headers, timeout_s=FLOW_TIMEOUT_S, verify=verify, max_response=None)
+    headers = _headers(body, api_version="62.0", secret=secret, api_key=api_key, source_dir=source_dir)
+    return _flow_outcome(_send("POST", url, body, headers, timeout_s=FLOW_TIMEOUT_S, verify=verify,
+                               max_response=None))
+
+
+def flow_get(
+    url: str,
+    *,
+    secret: str | None = None,
+    api_key: str | None = None,
+    verify: bool | str = True,
+    source_dir: Path | None = None,
+) -> CalloutResult:
+    """An External Services GET action (``getJob``): no body; status >= 300 or a non-JSON reply faults."""
+    headers = _headers(b"", api_version="62.0", secret=secret, api_key=api_key, source_dir=source_dir,
+                       content_type=None)
+    return _flow_outcome(_send("GET", url, None, headers, timeout_s=FLOW_TIMEOUT_S, verify=verify,
+                               max_response=None))
+
+
+def _flow_outcome(result: CalloutResult) -> CalloutResult:
+    """What the flow sees: faults for status >= 300, a body that is not JSON, or JSON nested past 15 levels."""
     if result.fault:
         return result
     error = None
@@ -153,32 +212,36 @@ def _serialize(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def _headers(body: bytes, *, api_version: str, secret: str | None, api_key: str | None) -> dict[str, str]:
-    """Apex's default headers (as observed from Apex callouts) plus Content-Type and the optional signature and key."""
+def _headers(body: bytes, *, api_version: str, secret: str | None, api_key: str | None,
+             source_dir: Path | None, content_type: str | None = "application/json") -> dict[str, str]:
+    """Apex's default headers (as observed from Apex callouts), Content-Type, then each credential's custom
+    headers, evaluated from its metadata over ``body``."""
     headers = {
         "User-Agent": f"SFDC-Callout/{api_version}",
         "Accept": APEX_ACCEPT,
         "Cache-Control": "no-cache",
         "Pragma": "no-cache",
-        "Content-Type": "application/json",
     }
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     if secret is not None:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
+        headers.update(callout_headers(SIGNED_NAMED_CREDENTIAL, body, {"Secret": secret}, source_dir))
     if api_key is not None:
-        headers["Authorization"] = f"Bearer {api_key}"
+        headers.update(callout_headers(API_KEY_NAMED_CREDENTIAL, body, {"ApiKey": api_key}, source_dir))
     return headers
 
 
 def _send(
+    method: str,
     url: str,
-    body: bytes,
+    body: bytes | None,
     headers: dict[str, str],
     *,
     timeout_s: float,
     verify: bool | str,
     max_response: int | None,
 ) -> CalloutResult:
-    """One POST with a *total* deadline, as Apex's timeout covers the whole callout.
+    """One request with a *total* deadline, as Apex's timeout covers the whole callout.
 
     requests' own timeout is per socket operation, so the body is streamed and the deadline
     checked between chunks. Errors become ``status=0, fault=True`` with Java-style messages
@@ -196,7 +259,8 @@ def _send(
             session.trust_env = False
             session.headers.clear()  # only the headers Apex sends: no requests Accept-Encoding/UA
             # http.client would add "Accept-Encoding: identity"; Apex's Java client sends none.
-            reply = session.post(
+            reply = session.request(
+                method,
                 url,
                 data=body,
                 headers={"Accept-Encoding": SKIP_HEADER, **headers},

@@ -65,11 +65,25 @@ class RefusedFile(PayloadSchema):
     reason = fields.String()
 
 
+class RenditionResult(PayloadSchema):
+    """One rendition of a source file: written by this job, or found from an earlier one (``existing``)."""
+
+    variant = fields.String(metadata={"description": "Variant name from OFFLOAD_IMAGE_VARIANTS, e.g. thumb."})
+    contentVersionId = fields.String(metadata={"description": "The rendition's ContentVersion (068...)."})
+    existing = fields.Boolean(metadata={"description": "True when an earlier job had written it."})
+    width = fields.Integer(metadata={"description": "Pixels (absent when existing)."})
+    height = fields.Integer(metadata={"description": "Pixels (absent when existing)."})
+    format = fields.String(metadata={"description": "jpeg, webp or png (absent when existing)."})
+    bytes = fields.Integer(metadata={"description": "Size of the written file (absent when existing)."})
+
+
 class ResizeImageResult(PayloadSchema):
-    """What a finished resize-image job reports."""
+    """What a finished resize-image job reports (``workers.resize_job.run``'s return value, every key)."""
 
     sourceContentVersionIds = fields.List(fields.String())
     renditionCount = fields.Integer()
+    renditions = fields.List(fields.Nested(RenditionResult))
+    apiCalls = fields.Integer(metadata={"description": "Salesforce API calls the job made."})
     refused = fields.List(fields.Nested(RefusedFile), metadata={
         "description": "Files of a recordId job that cannot be resized (each file's outcome is its own)."})
     moreFiles = fields.Boolean(metadata={

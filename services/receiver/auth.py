@@ -4,7 +4,9 @@ Callouts (Apex, Flow) prove themselves one of two ways:
 
 * ``X-Offload-Signature: sha256=<hex>``: HMAC-SHA256 of the raw body with a
   secret from ``OFFLOAD_CALLOUT_SECRETS`` (see :mod:`services.signing`). A
-  request without a body (``GET /jobs/<id>``) signs its path instead.
+  request without a body (``GET /jobs/<id>``) signs its path instead; Salesforce cannot produce that (the
+  External Credential formula can only reach the body, ``$Credential.<name>.Body``), so it is for scripts,
+  and an org's ``getJob`` uses the API key (apex/README.md, "getJob").
 * ``Authorization: Bearer <key>`` with a key from ``OFFLOAD_API_KEYS``.
 
 Outbound Messages cannot sign anything, and the org id they carry is public (Web-to-Lead forms
@@ -57,6 +59,14 @@ def authenticate_callout(request: Request, body: bytes, settings: Settings) -> s
             )
         if signature_matches(signed_message(request, body), signature, settings.callout_secrets):
             return "signature"
+        if not body:
+            raise CallerRejected(
+                f"A request without a body cannot be signed by Salesforce: the Offload External Credential's "
+                f"{SIGNATURE_HEADER} formula signs the body, so a GET gets one value every time and is refused. "
+                "Call GET /jobs/<id> through the Offload_ApiKey Named Credential (Authorization: Bearer, one of "
+                "OFFLOAD_API_KEYS); a signature over the path is for scripts.",
+                code="SIGNATURE_MISMATCH",
+            )
         raise CallerRejected(
             f"The {SIGNATURE_HEADER} header does not match the body. Check that the External Credential's "
             "secret equals one of OFFLOAD_CALLOUT_SECRETS and that the body is signed exactly as sent.",

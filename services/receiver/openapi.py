@@ -11,10 +11,19 @@ operation, flat named schemas, integers and strings only (no float/long), no
 ``oneOf``/``anyOf``/``nullable`` tricks. Success is 2xx because a Flow HTTP
 Callout sends any status >= 300 down its fault path.
 
-``getJob`` is a GET without a body; Salesforce's External Services page says "A GET
-method with an empty request body results in a validation error" ("Schema Definitions",
-above; the wording is unclear). If an org refuses it, delete that operation from the imported
-spec: callouts work without it.
+What Flow reads is typed. External Services turns a schema without a type into "any type (as Apex
+Object)" and ``additionalProperties`` into a map ("Schema Definitions", above), and a Flow Apex-defined
+type holds only Boolean, Integer, Long, Decimal, Double, Date, DateTime, String, lists of those, and other
+such classes ("Considerations for the Apex-Defined Data Type",
+https://help.salesforce.com/apex/HTViewHelpDoc?id=platform.flow_considerations_apex_data_type.htm). So a
+job's ``result`` is ``JobResult``: the properties of every process's ``result_schema`` (one job view
+serves every process; a name two processes declare differently is an error here, at build time). The one
+map left is ``ErrorDetail.fields`` (messages per request field: its keys are field names, so the wire
+form stays a map, typed as lists of strings); a flow branches on ``error.code``.
+
+``getJob`` is a GET and declares no ``requestBody``: "A GET method with an empty request body results in
+a validation error" (same page). Import it with the ``Offload_ApiKey`` Named Credential: the signing
+credential's formula signs the body, and a GET has none (apex/README.md, "getJob").
 """
 
 from __future__ import annotations
@@ -69,12 +78,17 @@ class JobStatus(Schema):
     startedAt = fields.String(metadata={"format": "date-time"})
     endedAt = fields.String(metadata={"format": "date-time"})
     attempts = fields.Integer()
-    result = fields.Dict(metadata={"description": "What the job reported (process-specific), once finished."})
+    result = fields.Dict(metadata={"description": "Replaced by a $ref to JobResult in build_spec."})
     error = fields.String()
 
 
-def _schema_name(schema: type[Schema]) -> str:
-    return schema.__name__
+RESULT_NAME = "JobResult"
+"""The schema of ``JobStatus.result``: the union of the processes' result schemas."""
+
+
+def _schema_name(schema: type[Schema] | Schema) -> str:
+    """Components are named after their class (apispec passes a nested schema as an instance)."""
+    return (schema if isinstance(schema, type) else type(schema)).__name__
 
 
 def _errors() -> dict[str, Any]:
@@ -101,11 +115,15 @@ def build_spec(server_url: str) -> dict[str, Any]:
         plugins=[MarshmallowPlugin(schema_name_resolver=_schema_name)],
         info={"description": "Hand work from Salesforce to Offload's workers. Authenticate with the "
                              "X-Offload-Signature header (set by the Named Credential; a signed body must "
-                             "carry sentAt) or a Bearer key."},
+                             "carry sentAt) or a Bearer key. getJob has no body to sign: call it with the "
+                             "Bearer key (Named Credential Offload_ApiKey)."},
         servers=[{"url": server_url}],
     )
     for schema in (JobAccepted, ErrorDetail, ErrorBody, JobStatus):
         spec.components.schema(schema.__name__, schema=schema)
+    results = sorted({p.result_schema for p in PROCESSES.values() if p.result_schema}, key=lambda s: s.__name__)
+    for result_schema in results:
+        spec.components.schema(result_schema.__name__, schema=result_schema)
     for process in sorted(PROCESSES.values(), key=lambda p: p.name):
         request_name = _request_name(process.operation_id)
         spec.components.schema(request_name, schema=process.schema)
@@ -128,7 +146,7 @@ def build_spec(server_url: str) -> dict[str, Any]:
         path="/jobs/{jobId}",
         operations={"get": {
             "operationId": "getJob",
-            "summary": "Status, timings and outcome of a job.",
+            "summary": "Status, timings and outcome of a job (authenticate with the Bearer key).",
             "parameters": [{"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
                 "200": {"description": "The job.", "content": {"application/json": {"schema": "JobStatus"}}},
@@ -138,13 +156,53 @@ def build_spec(server_url: str) -> dict[str, Any]:
     )
     document = spec.to_dict()
     schemas = document["components"]["schemas"]
-    for name in ("JobAccepted", "ErrorDetail", "ErrorBody", "JobStatus"):
+    schemas[RESULT_NAME] = _union(schemas, [schema.__name__ for schema in results])
+    schemas["JobStatus"]["properties"]["result"] = {"$ref": f"#/components/schemas/{RESULT_NAME}"}
+    for name in _response_schemas(document):
         # Answers may gain fields; a closed response schema would break clients that validate.
         schemas[name].pop("additionalProperties", None)
     for process in PROCESSES.values():
         request_schema = schemas[_request_name(process.operation_id)]
         request_schema["description"] = " ".join((process.schema.__doc__ or "").split())
     return document
+
+
+def _union(schemas: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """One flat object with the properties of the named result schemas (taken out of ``schemas``).
+
+    Raises:
+        ValueError: two processes declare one result property with different schemas.
+    """
+    properties: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for name in names:
+        for key, prop in schemas.pop(name)["properties"].items():
+            if key in properties and properties[key] != prop:
+                raise ValueError(f"result property {key!r} has one schema in {owners[key]} and another in {name}: "
+                                 "a job's result is one type for Flow, so give it another name")
+            properties[key], owners[key] = prop, owners.get(key, name)
+    return {"type": "object", "properties": properties,
+            "description": "What a finished job reported; each process fills the properties of its own result."}
+
+
+def _response_schemas(document: dict[str, Any]) -> list[str]:
+    """Names of every component schema reachable from a response (through ``$ref``), in a stable order."""
+    schemas = document["components"]["schemas"]
+    seen: list[str] = []
+    stack: list[Any] = [op["responses"] for item in document["paths"].values() for op in item.values()]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in seen:
+                    seen.append(name)
+                    stack.append(schemas[name])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return seen
 
 
 def _request_name(operation_id: str) -> str:

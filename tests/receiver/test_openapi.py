@@ -90,7 +90,9 @@ def test_no_types_or_constructs_external_services_cannot_import(spec: dict[str, 
     for where, node in _walk(spec):
         if isinstance(node, dict):
             assert not FORBIDDEN_KEYS & set(node), f"{where} uses {FORBIDDEN_KEYS & set(node)}"
-            assert node.get("format") not in FORBIDDEN_FORMATS, f"{where} has format {node.get('format')}"
+            # A str: under "properties", "format" is a property's name (RenditionResult.format), not a format.
+            fmt = node.get("format") if isinstance(node.get("format"), str) else None
+            assert fmt not in FORBIDDEN_FORMATS, f"{where} has format {fmt}"
             if node.get("type") == "number":
                 pytest.fail(f"{where} is a number (float/double); Flow HTTP Callouts take integers only")
 
@@ -159,3 +161,83 @@ def test_real_answers_match_the_documented_schemas(client, redis_conn) -> None:
     path = f"/jobs/{accepted.get_json()['jobId']}"
     status = client.get(path, headers={"X-Offload-Signature": sign(path.encode(), "test-secret-0123456789abcdef")})
     check(status.get_json(), "JobStatus")
+
+
+# What Flow reads must be typed (External Services "Schema Definitions": an untyped schema becomes Apex
+# Object; Flow's Apex-defined types hold primitives, lists and other such types), and a GET has no body.
+
+def _schemas_under(spec: dict[str, Any], node: Any, where: str, seen: set[str]) -> Iterator[tuple[str, dict]]:
+    """Every schema object reachable from ``node`` (a schema), following $ref once per component."""
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if ref is not None:
+        name = ref.rsplit("/", 1)[1]
+        if name not in seen:
+            seen.add(name)
+            yield from _schemas_under(spec, spec["components"]["schemas"][name], f"#/components/schemas/{name}", seen)
+        return
+    yield where, node
+    for key, prop in node.get("properties", {}).items():
+        yield from _schemas_under(spec, prop, f"{where}/properties/{key}", seen)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            yield from _schemas_under(spec, node[key], f"{where}/{key}", seen)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for i, part in enumerate(node.get(key, [])):
+            yield from _schemas_under(spec, part, f"{where}/{key}/{i}", seen)
+
+
+def _response_schemas(spec: dict[str, Any]) -> Iterator[tuple[str, dict]]:
+    seen: set[str] = set()
+    for path, method, operation in _operations(spec):
+        for status, response in operation["responses"].items():
+            for media, content in response.get("content", {}).items():
+                yield from _schemas_under(spec, content["schema"], f"{method.upper()} {path} {status} {media}", seen)
+
+
+def test_no_get_operation_declares_a_request_body(spec: dict[str, Any]) -> None:
+    """"A GET method with an empty request body results in a validation error" (External Services)."""
+    gets = [(path, operation) for path, method, operation in _operations(spec) if method == "get"]
+    assert gets, "getJob is documented"
+    for path, operation in gets:
+        assert "requestBody" not in operation, path
+
+
+def test_every_schema_a_response_reaches_is_typed(spec: dict[str, Any]) -> None:
+    """No untyped schema (Apex Object) and no object without properties in anything a flow reads; the one
+    map allowed is a typed one (``additionalProperties`` with a type: ErrorDetail.fields)."""
+    checked = 0
+    for where, schema in _response_schemas(spec):
+        checked += 1
+        assert schema.get("type") in {"object", "array", "string", "integer", "boolean"}, f"{where} is untyped"
+        if schema["type"] == "object":
+            typed_map = isinstance(schema.get("additionalProperties"), dict) and (
+                "type" in schema["additionalProperties"] or "$ref" in schema["additionalProperties"])
+            assert schema.get("properties") or typed_map, f"{where} is an object without properties"
+        if schema["type"] == "array":
+            assert isinstance(schema.get("items"), dict) and schema["items"], f"{where} has untyped items"
+    assert checked > 20
+
+
+def test_a_jobs_result_carries_every_process_result_property(spec: dict[str, Any]) -> None:
+    """getJob's result is typed from the processes' result schemas (ResizeImageResult for resize-image)."""
+    operation = spec["paths"]["/jobs/{jobId}"]["get"]
+    job = _resolve(spec, operation["responses"]["200"]["content"]["application/json"]["schema"])
+    result = _resolve(spec, job["properties"]["result"])
+    assert result["type"] == "object"
+    for name, process in PROCESSES.items():
+        assert process.result_schema is not None, f"{name} declares no result_schema: its result would be untyped"
+        declared = process.result_schema().fields
+        assert {f.data_key or key for key, f in declared.items()} <= set(result["properties"]), name
+
+
+def test_two_processes_may_not_type_one_result_property_differently() -> None:
+    from services.receiver.openapi import _union
+
+    schemas = {"A": {"properties": {"n": {"type": "integer"}}}, "B": {"properties": {"n": {"type": "string"}}}}
+    with pytest.raises(ValueError, match="result property 'n'"):
+        _union(schemas, ["A", "B"])
+    same = {"A": {"properties": {"n": {"type": "integer"}}}, "B": {"properties": {"n": {"type": "integer"}, "m": {
+        "type": "string"}}}}
+    assert set(_union(same, ["A", "B"])["properties"]) == {"n", "m"}
