@@ -12,10 +12,9 @@ evaluated by :mod:`devkit.org.formula`; the principal's authentication parameter
 are what an admin adds in Setup, so the caller passes them.
 
 Where the metadata lives: the emulator reads the very files that are deployed, so a change to a formula
-changes what the emulator sends. They are in the source tree (``apex/force-app/main/default``), which is not
-part of the installed Python package: the default location is found relative to this file, which works in
-a checkout and in an editable install (``pip install -e .``). Anywhere else pass ``source_dir`` explicitly;
-a missing directory or file is a :class:`CredentialMetadataMissing` naming the path it looked at.
+changes what the emulator sends: the checkout's ``apex/force-app/main/default``, or in an install without
+``apex/`` the packaged copy of them (:mod:`devkit.org.apexsource`). Tests may pass ``source_dir``; a
+missing file is a :class:`CredentialMetadataMissing` naming the path it looked at.
 """
 
 from __future__ import annotations
@@ -26,11 +25,12 @@ from pathlib import Path
 
 from lxml import etree
 
+from devkit.org.apexsource import source_dir as deployed_source_dir
 from devkit.org.formula import Context, FormulaError, HeaderValue, header_text
 
 METADATA_NS = "http://soap.sforce.com/2006/04/metadata"
-DEFAULT_SOURCE_DIR = Path(__file__).resolve().parents[2] / "apex" / "force-app" / "main" / "default"
-"""``apex/force-app/main/default`` of the checkout this module sits in."""
+DEFAULT_SOURCE_DIR = deployed_source_dir()
+"""``apex/force-app/main/default`` of the checkout, or its packaged copy."""
 
 
 class CredentialMetadataMissing(FileNotFoundError):
@@ -70,8 +70,8 @@ class ExternalCredential:
 def _read(path: Path) -> etree._Element:
     if not path.is_file():
         raise CredentialMetadataMissing(
-            f"No credential metadata at {path}. The emulator reads apex/force-app/main/default from the source "
-            "checkout (an editable install, pip install -e .); pass source_dir= to point at one.")
+            f"No credential metadata at {path}. The emulator reads apex/force-app/main/default of the checkout, "
+            "or its copy in devkit/org/apex_snapshot (python -m devkit.org.apexsource --write).")
     root = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
     return root
 

@@ -7,24 +7,21 @@ on an object defined there, a custom field that is missing is ``INVALID_FIELD``,
 ``DUPLICATE_VALUE`` (case-insensitive unless ``caseSensitive``). Objects the metadata does not mention
 (an ``Account``, a test's ``Property__c``) stay schema-less.
 
-The files are read from the repository's ``apex/force-app`` when it is there (a checkout), else from
-``apex_schema.json`` beside this module, a snapshot for installs that have no ``apex/`` folder; a test
-keeps the snapshot equal to the metadata (``python -m devkit.org.schema --write`` refreshes it).
+The files are read from the checkout's ``apex/`` or, in an install without it, from the packaged copy
+(:mod:`devkit.org.apexsource`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
+from devkit.org.apexsource import source_dir
+
 _NS = {"m": "http://soap.sforce.com/2006/04/metadata"}
-SNAPSHOT = Path(__file__).with_name("apex_schema.json")
-REPO_OBJECTS = Path(__file__).resolve().parents[2] / "apex" / "force-app" / "main" / "default" / "objects"
 TEXT_TYPES = frozenset({"Text", "TextArea", "LongTextArea", "Html", "Url", "Email", "Phone", "EncryptedText"})
 
 
@@ -49,16 +46,6 @@ class Schema:
     def fields_of(self, sobject: str) -> dict[str, CustomField] | None:
         """The object's custom fields by lower-cased name, or None for an object the metadata does not define."""
         return self.objects.get(sobject.lower())
-
-    def to_json(self) -> str:
-        data = {obj: [asdict(f) for f in sorted(fields.values(), key=lambda f: f.name)]
-                for obj, fields in sorted(self.objects.items())}
-        return json.dumps(data, indent=1, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Schema:
-        data = json.loads(text)
-        return cls({obj: {f["name"].lower(): CustomField(**f) for f in fields} for obj, fields in data.items()})
 
 
 def _text(node: etree._Element, tag: str) -> str | None:
@@ -88,22 +75,5 @@ def read_metadata(objects_dir: Path) -> Schema:
 
 @cache
 def deployed() -> Schema:
-    """The schema of the checkout's ``apex/`` when there is one, else the packaged snapshot."""
-    if REPO_OBJECTS.is_dir():
-        return read_metadata(REPO_OBJECTS)
-    return Schema.from_json(SNAPSHOT.read_text(encoding="utf-8"))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Refresh devkit/org/apex_schema.json from apex/force-app.")
-    parser.add_argument("--write", action="store_true", help="write the snapshot (default: print it)")
-    args = parser.parse_args()
-    text = read_metadata(REPO_OBJECTS).to_json()
-    if args.write:
-        SNAPSHOT.write_text(text, encoding="utf-8")
-    else:
-        print(text, end="")
-
-
-if __name__ == "__main__":
-    main()
+    """The custom fields of the metadata this emulator reads (checkout or packaged copy)."""
+    return read_metadata(source_dir() / "objects")

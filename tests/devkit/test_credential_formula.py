@@ -97,7 +97,7 @@ def test_a_formula_the_org_would_not_save_stops_the_callout(receiver_url, tmp_pa
 
 
 def test_missing_metadata_is_a_clear_error(tmp_path):
-    with pytest.raises(CredentialMetadataMissing, match="source_dir="):
+    with pytest.raises(CredentialMetadataMissing, match="apex_snapshot"):
         load_external_credential("Offload", tmp_path)
 
 

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from devkit.org import EmulatedOrg, schema
+from devkit.org import EmulatedOrg, apexsource, schema
 from tests.support.org import Api
 
 PHOTO = base64.b64encode(b"\xff\xd8\xff\xe0 bytes").decode()
@@ -17,11 +17,11 @@ def _version(api: Api, account: str, name: str, **fields: object):
     return api.post("/sobjects/ContentVersion", json=body)
 
 
-def test_the_packaged_snapshot_equals_the_metadata_in_apex() -> None:
-    """Installs without apex/ read the snapshot; it must say what the metadata says."""
-    fresh = schema.read_metadata(schema.REPO_OBJECTS).to_json()
-    assert schema.SNAPSHOT.read_text(encoding="utf-8") == fresh, (
-        "devkit/org/apex_schema.json is stale: run `python -m devkit.org.schema --write`")
+def test_the_packaged_copy_of_the_metadata_equals_apex() -> None:
+    """Installs without apex/ read the copy; it must be the deployed metadata, byte for byte."""
+    assert apexsource.differences() == [], "devkit/org/apex_snapshot is stale: python -m devkit.org.apexsource --write"
+    packaged = schema.read_metadata(apexsource.SNAPSHOT / "objects")
+    assert packaged == schema.read_metadata(apexsource.CHECKOUT / "objects")
     key = schema.deployed().fields_of("ContentVersion")["offload_rendition_key__c"]
     assert key.unique and key.external_id and key.length == 80
 
