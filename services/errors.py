@@ -150,6 +150,24 @@ class TransientJobError(JobFailed):
     code = "TRANSIENT_ERROR"
 
 
+class JobDeferred(TransientJobError):
+    """Not a failure: the job waits ``defer_seconds`` for a condition outside it (the org's API allowance)
+    and runs again then, without spending one of its retries."""
+
+    code = "DEFERRED"
+
+    def __init__(self, message: str, *, defer_seconds: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.defer_seconds = defer_seconds
+
+
+class ApiLimitNear(JobDeferred):
+    """The org is at ``API_USAGE_CEILING`` of its daily API requests: jobs pause to leave its other
+    integrations room, and resume when a fresh reading of ``/limits`` shows headroom."""
+
+    code = "API_LIMIT_NEAR"
+
+
 class CompletionNotPublished(TransientJobError):
     """The job's work is done but Salesforce did not take its completion event: the job runs again (it finds its
     renditions made and only publishes), so a subscriber is told, possibly twice (it dedupes on Job_Id__c)."""

@@ -33,7 +33,9 @@ SALESFORCE_CALLS = METRICS_PREFIX + "salesforce_calls"
 
 # --- Salesforce (workers) ----------------------------------------------------------------------------
 SALESFORCE_API_USAGE = PREFIX + "sf-api-usage"
-"""JSON ``{"used", "limit"}``: the org's daily API usage, from the latest ``Sforce-Limit-Info``."""
+"""JSON ``{"used", "limit", "at"}``: the org's daily API usage, from the latest ``Sforce-Limit-Info`` or ``/limits``."""
+API_USAGE_RECHECK = PREFIX + "sf-api-usage:recheck"
+"""Held (SET NX, 60 s) by the one process reading ``/limits`` again while jobs pause at the API ceiling."""
 TOKEN_PREFIX = PREFIX + "sf-token:"
 """``sf-token:<hash of the identity>``: a cached OAuth access token, shared by a dyno's work processes."""
 SESSION_PREFIX = PREFIX + "session:"

@@ -24,9 +24,10 @@ from typing import Any
 import redis
 from rq import get_current_job
 from rq.job import Job
+from rq.suspension import is_suspended, suspend
 
 from services.envelope import Envelope
-from services.errors import MalformedEnvelope, PermanentJobError, UnknownProcess
+from services.errors import JobDeferred, MalformedEnvelope, PermanentJobError, UnknownProcess
 from services.logs import event, log_context
 from services.ops import counters as metrics
 from services.processes import PROCESSES
@@ -121,6 +122,15 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
             result = process.load_handler()(payload, ctx)
             # Inside the try: a completion event Salesforce would not take makes this attempt a retry.
             _complete(ctx, "Succeeded", result, None)
+        except JobDeferred as exc:
+            if job is not None and job.retries_left is not None:
+                # rq spends a retry on the reschedule that follows; a pause is not a failed attempt.
+                job.retries_left += 1
+            pause_workers(ctx.connection, exc.defer_seconds)
+            event(logger, "job deferred; workers pause", logging.WARNING, code=exc.code, reason=exc.message,
+                  pause_s=exc.defer_seconds)
+            finished("deferred", exc.code)
+            raise
         except PermanentJobError as exc:
             if job is not None:
                 job.retries_left = 0  # RQ reads this right after we raise: no retry for a permanent error
@@ -139,6 +149,14 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
         event(logger, "job succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
         finished("succeeded")
         return result
+
+
+def pause_workers(connection: redis.Redis, seconds: int) -> None:
+    """Suspend every worker for ``seconds`` with rq's own suspension (``rq suspend --duration``), so queued jobs
+    stay queued instead of each one calling Salesforce to be told the same; an operator's suspension is left
+    alone (https://python-rq.org/docs/workers/#suspending-and-resuming)."""
+    if not is_suspended(connection):
+        suspend(connection, ttl=seconds)
 
 
 def _fail_now(job: Job | None, code: str) -> None:

@@ -61,9 +61,14 @@ def list_jobs(ctx: click.Context, failed: bool, process: str | None, error_code:
     """Jobs, most recent first: id, status, process, record, when, error code."""
     flt = jobs_admin.JobFilter(failed_only=failed, process=process, error_code=error_code)
     try:
-        rows = [jobs_admin.summary(job) for job in jobs_admin.find_jobs(_connection(ctx), flt, limit)]
+        connection = _connection(ctx)
+        rows = [jobs_admin.summary(job) for job in jobs_admin.find_jobs(connection, flt, limit)]
+        pause = jobs_admin.pause_status(connection)
     except redis.RedisError as exc:
         raise _fail(exc) from None
+    if pause is not None:
+        left = f"for {pause.seconds_left} s more" if pause.seconds_left is not None else "until resumed"
+        click.echo(f"Workers are paused {left}: {pause.reason}.", err=True)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

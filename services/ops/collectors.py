@@ -106,6 +106,7 @@ class RedisCollector:
 
     def _families(self) -> Iterable[Metric]:
         from rq import Queue
+        from rq.suspension import WORKERS_SUSPENDED
         from rq.worker_registration import REDIS_WORKER_KEYS
 
         from services.ops.jobs import REGISTRIES, queue_names
@@ -117,11 +118,13 @@ class RedisCollector:
         pipe.get(keys.SALESFORCE_CALLS)
         pipe.get(keys.SALESFORCE_API_USAGE)
         pipe.scard(REDIS_WORKER_KEYS)
+        pipe.exists(WORKERS_SUSPENDED)
         for name in queues:
             pipe.llen(Queue(name, connection=self.connection).key)
             for state in REGISTRY_STATES:
                 pipe.zcard(REGISTRIES[state](name, connection=self.connection).key)
-        intake_raw, attempts_raw, duration_raw, wait_raw, sf_calls, usage_raw, workers, *depths = pipe.execute()
+        intake_raw, attempts_raw, duration_raw, wait_raw, sf_calls, usage_raw, workers, paused, *depths = (
+            pipe.execute())
 
         by_kind = {kind: CounterMetricFamily(f"offload_deliveries_{kind}", doc, labels=["process"])
                    for kind, doc in (
@@ -161,6 +164,8 @@ class RedisCollector:
                                     "left today.", value=max(0.0, limit - used))
 
         yield GaugeMetricFamily("offload_workers", "RQ workers registered in Redis.", value=float(workers))
+        yield GaugeMetricFamily("offload_workers_paused", "1 while workers are suspended (at the org's API "
+                                "ceiling, or by an operator's `rq suspend`).", value=float(paused))
         depth = GaugeMetricFamily("offload_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
         registry = GaugeMetricFamily("offload_queue_registry_jobs", "Jobs in each queue's RQ registries "
                                      "(started, scheduled, deferred, failed, finished, canceled).",

@@ -38,6 +38,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 from rq.results import Result
+from rq.suspension import WORKERS_SUSPENDED
 
 from services import errors
 from services.clock import utc_iso
@@ -46,6 +47,7 @@ from services.errors import JobNotFound, OffloadError
 from services.ops.jobview import describe_job
 from services.queue import SERIALIZER, fetch_job
 from services.redaction import REDACTED, looks_secret, redact, redact_text  # noqa: F401 - part of this API
+from services.salesforce.client import API_USAGE_CEILING, latest_usage
 
 REGISTRIES: dict[str, type[BaseRegistry]] = {
     "started": StartedJobRegistry,
@@ -71,6 +73,28 @@ class JobNotRequeueable(OffloadError):
 
 
 # --- reading jobs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Workers are suspended (rq's suspension): for how much longer (None: until resumed), and why if we know."""
+
+    seconds_left: int | None
+    reason: str
+
+
+def pause_status(connection: redis.Redis) -> Pause | None:
+    """Whether workers are paused now; an API-ceiling pause names the org's figures."""
+    ttl = int(connection.ttl(WORKERS_SUSPENDED))
+    if ttl == -2:
+        return None
+    usage = latest_usage(connection)
+    if usage is not None and usage.fraction >= API_USAGE_CEILING:
+        reason = (f"the org has used {usage.used} of {usage.limit} daily API requests "
+                  f"(workers pause at {API_USAGE_CEILING:.0%}); they look again when the pause ends")
+    else:
+        reason = "suspended by an operator (rq suspend); `rq resume` resumes"
+    return Pause(ttl if ttl >= 0 else None, reason)
 
 
 def queue_names(connection: redis.Redis) -> list[str]:

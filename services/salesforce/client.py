@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,7 +32,8 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from services import keys
-from services.errors import SalesforcePermanentError, SalesforceTransientError
+from services.errors import ApiLimitNear, SalesforcePermanentError, SalesforceTransientError
+from services.logs import event
 from services.salesforce.sessions import load_session
 from services.salesforce.tokens import SharedToken, Token
 
@@ -71,10 +73,11 @@ class TimeoutSession(requests.Session):
 
 @dataclass(frozen=True)
 class ApiUsage:
-    """The org's daily API use, from the ``Sforce-Limit-Info`` header."""
+    """The org's daily API use, from the ``Sforce-Limit-Info`` header or ``/limits``; ``read_at`` is epoch s."""
 
     used: int
     limit: int
+    read_at: float = 0.0
 
     @property
     def fraction(self) -> float:
@@ -159,9 +162,13 @@ class SalesforceClient:
                     self._sf = self._connect(self._token_source(True))
                     continue
                 if exc.status == 401:
-                    raise SalesforcePermanentError(
-                        "Salesforce refused a fresh token (INVALID_SESSION_ID twice). Check the integration "
-                        "user and the Connected App's policies.", code=code or "INVALID_SESSION_ID") from exc
+                    # Transient: a token revoked by a password reset or a session policy change is often
+                    # followed by a working one minutes later, and the next attempt logs in afresh. If it
+                    # never works, the job's last retry fails with this message.
+                    raise SalesforceTransientError(
+                        "Salesforce refused a freshly issued token too (INVALID_SESSION_ID twice). If this "
+                        "persists, check the integration user (active, API Enabled) and the Connected App's "
+                        "session and IP policies.", code=code or "INVALID_SESSION_ID") from exc
                 raise classify(exc) from exc
             except requests.RequestException as exc:
                 raise classify(exc) from exc
@@ -182,6 +189,16 @@ class SalesforceClient:
         if usage is not None and self._on_usage is not None:
             self._on_usage(usage)
         return response
+
+    def refresh_usage(self) -> ApiUsage:
+        """Read the org's daily API figures from ``/limits`` (``DailyApiRequests`` Max and Remaining,
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm)."""
+        data = self._call(lambda sf: sf.limits())
+        daily = data["DailyApiRequests"]
+        usage = ApiUsage(int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]), time.time())
+        if self._on_usage is not None:
+            self._on_usage(usage)
+        return usage
 
     # --- records ---------------------------------------------------------------------------
 
@@ -254,14 +271,20 @@ def _json_or_text(body: bytes) -> Any:
 
 USAGE_KEY = keys.SALESFORCE_API_USAGE
 API_USAGE_CEILING = 0.95
-"""Above this share of the org's daily API limit, jobs wait (transient error) instead of calling."""
+"""At this share of the org's daily API limit, jobs pause (``ApiLimitNear``) instead of calling."""
+USAGE_RECHECK_SECONDS = 60
+"""A figure at the ceiling older than this is read again from ``/limits`` (by one process at a time) before
+jobs pause on it: the allowance is a rolling 24 h window, so it frees up while nobody calls."""
+API_PAUSE_SECONDS = 300
+"""How long workers pause at the ceiling before one of them looks again (one ``/limits`` call per pause)."""
 
 SESSION_HOST_SUFFIXES = (".salesforce.com", ".force.com")
 
 
 def record_usage(connection: Any, usage: ApiUsage) -> None:
     """Remember the org's latest API usage for every worker (and the metrics)."""
-    connection.set(USAGE_KEY, json.dumps({"used": usage.used, "limit": usage.limit}), ex=3600)
+    read_at = usage.read_at or time.time()
+    connection.set(USAGE_KEY, json.dumps({"used": usage.used, "limit": usage.limit, "at": read_at}), ex=3600)
 
 
 def latest_usage(connection: Any) -> ApiUsage | None:
@@ -269,7 +292,29 @@ def latest_usage(connection: Any) -> ApiUsage | None:
     if not raw:
         return None
     data = json.loads(raw)
-    return ApiUsage(int(data["used"]), int(data["limit"]))
+    return ApiUsage(int(data["used"]), int(data["limit"]), float(data.get("at", 0.0)))
+
+
+def _check_headroom(ctx: Any, client: Callable[[], SalesforceClient]) -> SalesforceClient | None:
+    """Pause (``ApiLimitNear``) while the org is at the ceiling; a stale figure is read again first.
+
+    Returns the client it built to read ``/limits``, if it built one.
+    """
+    usage = latest_usage(ctx.connection)
+    if usage is None or usage.fraction < API_USAGE_CEILING:
+        return None
+    built = None
+    stale = time.time() - usage.read_at >= USAGE_RECHECK_SECONDS
+    if stale and ctx.connection.set(keys.API_USAGE_RECHECK, "1", nx=True, ex=USAGE_RECHECK_SECONDS):
+        built = client()
+        usage = built.refresh_usage()
+        event(logger, "org API usage read again", used=usage.used, limit=usage.limit)
+        if usage.fraction < API_USAGE_CEILING:
+            return built
+    raise ApiLimitNear(
+        f"The org has used {usage.used} of {usage.limit} daily API requests (pausing at "
+        f"{API_USAGE_CEILING:.0%} to leave its other integrations room); workers pause {API_PAUSE_SECONDS} s "
+        "and look again. The job is not failed.", defer_seconds=API_PAUSE_SECONDS)
 
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -307,15 +352,14 @@ def client_for_job(ctx: Any) -> SalesforceClient:
     """The client a job uses: Connected App credentials, else the Outbound Message's session.
 
     Raises:
-        SalesforceTransientError: the org is near its daily API limit (the job retries later).
+        ApiLimitNear: the org is near its daily API limit (the job pauses, see ``_check_headroom``).
         SalesforcePermanentError: no usable credentials.
     """
+    return _check_headroom(ctx, lambda: _new_client(ctx)) or _new_client(ctx)
+
+
+def _new_client(ctx: Any) -> SalesforceClient:
     settings = ctx.settings
-    usage = latest_usage(ctx.connection)
-    if usage is not None and usage.fraction >= API_USAGE_CEILING:
-        raise SalesforceTransientError(
-            f"The org has used {usage.used} of {usage.limit} daily API requests; waiting to leave headroom "
-            "for its other integrations.", code="API_LIMIT_NEAR")
     session = TimeoutSession(settings.salesforce_timeout, settings.salesforce_ca_bundle or True)
     if settings.salesforce_auth_mode is not None:
         source: Callable[[bool], Token] = SharedToken(settings, ctx.connection, session)

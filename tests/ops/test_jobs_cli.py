@@ -202,3 +202,18 @@ def test_redaction_covers_reprs_json_and_query_strings() -> None:
     assert jobs_admin.redact_text("GET /x?access_token=abc&y=1") == "GET /x?access_token=[redacted]&y=1"
     assert jobs_admin.redact({"nested": [{"Authorization": "Bearer x"}], "ok": 1}) == \
         {"nested": [{"Authorization": "[redacted]"}], "ok": 1}
+
+
+def test_list_says_when_and_why_workers_are_paused(cli: Callable[..., Result], redis_conn: redis.Redis) -> None:
+    from rq.suspension import suspend
+
+    from services.salesforce.client import ApiUsage, record_usage
+
+    assert "paused" not in cli("list").stderr
+    record_usage(redis_conn, ApiUsage(used=96_000, limit=100_000))
+    suspend(redis_conn, ttl=300)
+    said = cli("list").stderr
+    assert "Workers are paused for" in said and "96000 of 100000 daily API requests" in said
+    suspend(redis_conn)  # an operator's, without a TTL
+    record_usage(redis_conn, ApiUsage(used=10, limit=100_000))
+    assert "paused until resumed: suspended by an operator" in cli("list").stderr

@@ -110,7 +110,15 @@ def test_queue_depth_workers_and_registries(ops_client: Any, enqueue: Callable[.
     assert s[("offload_queue_registry_jobs", (("queue", QUEUE), ("registry", "failed")))] == 1
     assert s[("offload_queue_registry_jobs", (("queue", QUEUE), ("registry", "started")))] == 0
     assert s[("offload_workers", ())] == 0
+    assert s[("offload_workers_paused", ())] == 0
     assert s[("offload_redis_up", ())] == 1
+
+
+def test_a_pause_of_the_workers_shows(ops_client: Any, redis_conn: redis.Redis) -> None:
+    from rq.suspension import suspend
+
+    suspend(redis_conn, ttl=60)
+    assert scrape(ops_client)[("offload_workers_paused", ())] == 1
 
 
 def test_salesforce_daily_limit_from_what_the_workers_store(ops_client: Any, redis_conn: redis.Redis) -> None:

@@ -208,6 +208,84 @@ def test_the_orgs_api_usage_is_recorded_and_respected(org, worker_env, redis_con
     assert org.state.api_calls == calls_before, "no Salesforce call is spent while the org is near its limit"
 
 
+def test_a_pause_at_the_api_ceiling_spends_no_retry_and_suspends_the_workers(org, worker_env, redis_conn,
+                                                                             run_jobs) -> None:
+    """An org at 95 % used to fail every job within its retries (up to an hour); a pause is not a failure."""
+    from rq.suspension import is_suspended, resume
+
+    from services.salesforce.client import ApiUsage, record_usage
+
+    account = create_record(org, "Account", Name="Paused")
+    source = upload_file(org, account, photo_jpeg(800, 600), "paused.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "paused")
+    queue = make_queue("resize-image", redis_conn)
+    for _ in range(4):  # more pauses than the job has retries (2)
+        record_usage(redis_conn, ApiUsage(used=97, limit=100))
+        resume(redis_conn)
+        run_jobs()
+        job = fetch_job(redis_conn, job_id)
+        assert job.get_status() == "scheduled" and job.retries_left == 2, "a pause spends no retry"
+        assert job.meta["error_code"] == "API_LIMIT_NEAR"
+        assert is_suspended(redis_conn), "queued jobs wait in the queue instead of each asking Salesforce"
+        queue.scheduled_job_registry.remove(job)
+        queue.enqueue_job(job)  # its next turn, now rather than after the pause
+    assert renditions_of(org, source) == []
+
+
+def test_a_stale_figure_at_the_ceiling_is_read_again_and_work_resumes(org, worker_env, redis_conn,
+                                                                       run_jobs) -> None:
+    """The allowance is a rolling 24 h window: a figure nobody refreshed (no calls while paused) is read again
+    from /limits, once, and the jobs go on when the org has room."""
+    import time
+
+    from services.salesforce.client import ApiUsage, latest_usage, record_usage
+
+    account = create_record(org, "Account", Name="Resumed")
+    source = upload_file(org, account, photo_jpeg(800, 600), "resumed.jpg")
+    record_usage(redis_conn, ApiUsage(used=97, limit=100, read_at=time.time() - 120))
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "resumed")
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    usage = latest_usage(redis_conn)
+    assert usage is not None and usage.limit == org.state.config.daily_api_limit and usage.fraction < 0.95
+
+
+def test_a_stale_figure_still_at_the_ceiling_costs_one_limits_call_then_pauses(org, worker_env, redis_conn,
+                                                                                run_jobs) -> None:
+    import time
+
+    from rq.suspension import resume
+
+    from services.salesforce.client import ApiUsage, record_usage
+
+    account = create_record(org, "Account", Name="Still Busy")
+    sources = [upload_file(org, account, photo_jpeg(400, 300, seed=i), f"busy-{i}.jpg") for i in range(2)]
+    org.state.api_calls = int(org.state.config.daily_api_limit * 0.99)  # the org's other integrations used it
+    record_usage(redis_conn, ApiUsage(used=97, limit=100, read_at=time.time() - 120))
+    calls_before = org.state.api_calls
+    first = enqueue(redis_conn, {"contentVersionId": sources[0]}, "busy-0")
+    run_jobs()
+    assert org.state.api_calls == calls_before + 1, "one /limits call, no work"
+    assert fetch_job(redis_conn, first).meta["error_code"] == "API_LIMIT_NEAR"
+    resume(redis_conn)
+    second = enqueue(redis_conn, {"contentVersionId": sources[1]}, "busy-1")
+    run_jobs()
+    assert fetch_job(redis_conn, second).meta["error_code"] == "API_LIMIT_NEAR"
+    assert org.state.api_calls == calls_before + 1, "the fresh reading serves every process"
+
+
+def test_a_fresh_token_refused_too_is_retried_not_failed(org, worker_env, redis_conn, run_jobs) -> None:
+    """Two INVALID_SESSION_ID in a row (the cached token and a new one) used to fail the job for good."""
+    account = create_record(org, "Account", Name="Sessions")
+    source = upload_file(org, account, photo_jpeg(800, 600), "sessions.jpg")
+    org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion/*", method="GET", error="INVALID_SESSION_ID",
+                                   count=2))
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "sessions")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "scheduled" and job.meta["error_code"] == "INVALID_SESSION_ID"
+
+
 def test_without_credentials_the_outbound_messages_session_is_used(org, worker_env, redis_conn, run_jobs,
                                                                      monkeypatch) -> None:
     """No Connected App configured: the job calls back with the message's (encrypted, referenced) session."""
