@@ -150,6 +150,14 @@ class TransientJobError(JobFailed):
     code = "TRANSIENT_ERROR"
 
 
+class JobSkipped(OffloadError):
+    """Nothing to do, on purpose: the job finishes without a result, is not retried and is not a failure
+    (no Failed event, so no failure bell for the uploader); ``/jobs/<id>`` shows ``skipped`` with the code
+    and the reason."""
+
+    code = "SKIPPED"
+
+
 class JobDeferred(TransientJobError):
     """Not a failure: the job waits ``defer_seconds`` for a condition outside it (the org's API allowance)
     and runs again then, without spending one of its retries."""

@@ -2,7 +2,7 @@
 
 Fields (the ``apex/`` metadata defines them on ``Offload_Job_Event__e``):
 ``Job_Id__c``, ``Process__c``, ``Record_Id__c``, ``Status__c`` (Succeeded |
-Failed), ``Result__c`` (JSON) and ``Error__c``.
+Failed | Skipped), ``Result__c`` (JSON) and ``Error__c``.
 
 Delivery is at least once. A busy org (503, a timeout) is asked again
 ``PUBLISH_ATTEMPTS`` times; if it still refuses and the job has retries left,

@@ -25,7 +25,13 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from services import keys
-from services.errors import ImageRejected, PermanentJobError, SalesforcePermanentError, TransientJobError
+from services.errors import (
+    ImageRejected,
+    JobSkipped,
+    PermanentJobError,
+    SalesforcePermanentError,
+    TransientJobError,
+)
 from services.imagetypes import IMAGE_EXTENSIONS
 from services.logs import event, log_context
 from services.processes.resize_image import RENDITION_KEY_FIELD, RENDITION_MARKER_FIELD, VARIANT_FIELD, rendition_key
@@ -48,7 +54,7 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     variants = ctx.settings.image_variants
     sf = ctx.salesforce()
     if "contentVersionId" in payload:
-        sources = [sf.get_record("ContentVersion", payload["contentVersionId"], list(SOURCE_FIELDS))]
+        sources = [_source_file(sf, payload["contentVersionId"])]
     else:
         sources = _without_renditions(sf, _images_on_record(sf, payload["recordId"]), variants)
     cap = ctx.settings.max_files_per_record
@@ -86,6 +92,24 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "moreFiles": more_files if "recordId" in payload else False,
         "apiCalls": sf.calls,
     }
+
+
+def _source_file(sf: SalesforceClient, content_version_id: str) -> dict[str, Any]:
+    """The named file's metadata; a file the integration user cannot see is skipped, not failed.
+
+    Users, the integration user included, "can only query files they have access to" unless they have
+    Query All Files; a file in another user's personal library is invisible (404 NOT_FOUND), as is a
+    deleted one (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm).
+    """
+    try:
+        return sf.get_record("ContentVersion", content_version_id, list(SOURCE_FIELDS))
+    except SalesforcePermanentError as exc:
+        if exc.code != "NOT_FOUND":
+            raise
+        raise JobSkipped(
+            f"The file {content_version_id} does not exist or the integration user cannot see it (a file in "
+            "someone's personal library, not shared with a record). Share it with a record to get renditions; "
+            "or give the integration user Query All Files.", code="FILE_NOT_VISIBLE") from exc
 
 
 def _images_on_record(sf: SalesforceClient, record_id: str) -> list[dict[str, Any]]:
@@ -131,7 +155,7 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
             f"The file {source.get('PathOnClient')!r} is {size} bytes, above the {ctx.settings.max_image_bytes} "
             "byte limit (OFFLOAD_MAX_IMAGE_BYTES)."
         )
-    target = source.get("FirstPublishLocationId") or record_hint or _linked_record(sf, source)
+    target = _publish_location(sf, source, record_hint)
     lock = LOCK_PREFIX + source["Id"]
     held = ctx.connection.set(lock, ctx.job_id, nx=True, ex=LOCK_TTL)
     if not held and ctx.connection.get(lock) != ctx.job_id.encode():
@@ -194,6 +218,23 @@ def _existing_variants(sf: SalesforceClient, source_id: str) -> dict[str, str]:
     return {row[VARIANT_FIELD]: row["Id"] for row in rows if row.get(VARIANT_FIELD)}
 
 
+def _publish_location(sf: SalesforceClient, source: dict[str, Any], record_hint: str | None) -> str:
+    """The record the renditions are published to: where the source was published, unless that is a user.
+
+    A file uploaded on the Files tab is published to its uploader's personal library (a User Id), and
+    "you can't publish into another user's personal library"
+    (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentworkspacedoc.htm),
+    so its renditions go to the record it was later shared with (ContentDocumentLink).
+    """
+    first = source.get("FirstPublishLocationId")
+    if first and key_prefix(first) != USER_PREFIX:
+        return str(first)
+    return record_hint or _linked_record(sf, source)
+
+
+USER_PREFIX = "005"
+
+
 def _linked_record(sf: SalesforceClient, source: dict[str, Any]) -> str:
     """The record a file is shared to, when it was not published to one directly (users excluded)."""
     rows = sf.query(
@@ -201,11 +242,12 @@ def _linked_record(sf: SalesforceClient, source: dict[str, Any]) -> str:
         f"WHERE ContentDocumentId = '{to_18(source['ContentDocumentId'])}'"
     )
     for row in rows:
-        if key_prefix(row["LinkedEntityId"]) != "005":
+        if key_prefix(row["LinkedEntityId"]) != USER_PREFIX:
             return str(row["LinkedEntityId"])
-    raise PermanentJobError(
-        f"The file {source.get('PathOnClient')!r} is not shared to any record, so its renditions would have "
-        "nowhere to go. Attach it to a record first.", code="NO_RECORD")
+    raise JobSkipped(
+        f"The file {source.get('PathOnClient')!r} is only in its owner's personal library, not shared with any "
+        "record, so its renditions would have nowhere to go. Share it with a record (or upload it on the "
+        "record) and send it again.", code="PERSONAL_FILE")
 
 
 TITLE_MAX = 255

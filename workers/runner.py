@@ -27,7 +27,7 @@ from rq.job import Job
 from rq.suspension import is_suspended, suspend
 
 from services.envelope import Envelope
-from services.errors import JobDeferred, MalformedEnvelope, PermanentJobError, UnknownProcess
+from services.errors import JobDeferred, JobSkipped, MalformedEnvelope, PermanentJobError, UnknownProcess
 from services.logs import event, log_context
 from services.ops import counters as metrics
 from services.processes import PROCESSES
@@ -122,6 +122,13 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
             result = process.load_handler()(payload, ctx)
             # Inside the try: a completion event Salesforce would not take makes this attempt a retry.
             _complete(ctx, "Succeeded", result, None)
+        except JobSkipped as exc:
+            event(logger, "job skipped", code=exc.code, reason=exc.message)
+            if job is not None:
+                job.meta["skipped"] = {"code": exc.code, "reason": exc.message}
+            finished("skipped", exc.code)
+            _complete(ctx, "Skipped", None, f"{exc.code}: {exc.message}")
+            return {}
         except JobDeferred as exc:
             if job is not None and job.retries_left is not None:
                 # rq spends a retry on the reschedule that follows; a pause is not a failed attempt.

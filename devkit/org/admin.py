@@ -141,7 +141,9 @@ def upload_file() -> Response:
         fields.update(json.loads(extra))
     if record_id:
         fields["FirstPublishLocationId"] = record_id
-    record = records.create(state, "ContentVersion", fields, blob=blob)
+    # The admin API uploads as the file's owner (a person in the UI), who may publish to their own library.
+    uploader = fields.get("OwnerId") or state.user_id
+    record = records.create(state, "ContentVersion", fields, blob=blob, acting_user=uploader)
     return json_response(
         {"id": record["Id"], "ContentDocumentId": record["ContentDocumentId"], "record": record}, 201
     )

@@ -136,6 +136,8 @@ class OrgConfig:
     schema: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Reject ``?fields=`` naming a field no record of that type ever had (INVALID_FIELD).
     strict_read_fields: bool = True
+    #: The run-as user has "Query All Files": it sees files in other users' personal libraries too.
+    query_all_files: bool = False
     #: Reject lookups (FirstPublishLocationId, LinkedEntityId, ...) to records not in the store.
     require_existing_references: bool = True
     required_fields: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED_FIELDS))

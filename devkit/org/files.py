@@ -25,7 +25,7 @@ import logging
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from . import records, sferrors
+from . import records, sferrors, visibility
 from .state import OrgState
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ def _decode_base64(state: OrgState, value: Any) -> bytes:
         raise sferrors.json_parser_error(f"Illegal base64 data in VersionData: {exc}") from exc
 
 
-def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None) -> dict[str, Any]:
+def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
+                   acting_user: str | None = None) -> dict[str, Any]:
     """Insert a ContentVersion from cleaned fields; ``blob`` is the multipart body part, if any."""
     lowered = {k.lower(): k for k in fields}
     data_key = lowered.get("versiondata")
@@ -95,6 +96,8 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None) ->
             "FirstPublishLocationId can't be set when inserting a new version",
             [first_key],
         )
+    if first_key:
+        visibility.check_publish_location(state, fields.get(first_key), acting_user or state.user_id)
     title = fields.get(lowered.get("title", ""), None) or PurePosixPath(path_on_client).stem
     with state.transaction():
         records.check_unique(state, "ContentVersion", fields)

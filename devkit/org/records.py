@@ -21,6 +21,7 @@ from . import schema, sferrors
 from .keyprefixes import is_platform_event
 from .sferrors import RestError
 from .state import SYSTEM_FIELDS, OrgState
+from .visibility import visible
 
 _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -80,10 +81,10 @@ def parse_id(state: OrgState, sobject: str, value: str, *, field: str = "Id") ->
 
 
 def fetch(state: OrgState, sobject: str, value: str) -> dict[str, Any]:
-    """A live record of ``sobject`` by Id, or the documented 404."""
+    """A live record of ``sobject`` by Id, or the documented 404 (also for a file the run-as user cannot see)."""
     rid = parse_id(state, sobject, value)
     found = state.get_record(rid)
-    if found is None:
+    if found is None or not visible(state, found[0], found[1]):
         raise sferrors.not_found()
     return found[1]
 
@@ -192,16 +193,18 @@ def check_lock(state: OrgState, record_id: str) -> None:
 
 
 def create(
-    state: OrgState, sobject: str, body: Any, *, blob: Any = None, admin: bool = False
+    state: OrgState, sobject: str, body: Any, *, blob: Any = None, admin: bool = False,
+    acting_user: str | None = None,
 ) -> dict[str, Any]:
-    """Insert one record (or publish one event) and return it. ``blob``: multipart file bytes."""
+    """Insert one record (or publish one event) and return it. ``blob``: multipart file bytes;
+    ``acting_user``: who inserts it (default the run-as user; the admin API acts as a file's uploader)."""
     fields = clean_fields(state, sobject, body, creating=True, admin=admin)
     if is_platform_event(sobject):
         return state.publish_event(sobject, fields)
     if sobject == "ContentVersion":
         from . import files
 
-        return files.create_version(state, fields, blob)
+        return files.create_version(state, fields, blob, acting_user=acting_user)
     record_id = None
     if admin and "Id" in fields:
         record_id = fields.pop("Id")

@@ -23,6 +23,7 @@ from services import sfids
 from . import sferrors
 from .sferrors import RestError, json_response
 from .state import OrgState
+from .visibility import VisibleRows
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def _run_query(version: str, *, include_deleted: bool) -> Response:
         raise RestError(
             500, "UNKNOWN_EXCEPTION", "SOQL engine (devkit/org/soql.py) is not installed"
         ) from exc
-    source: Any = _AllRows(state) if include_deleted else state
+    source: Any = VisibleRows(_AllRows(state) if include_deleted else state, state)
     try:
         rows = soql.execute(soql_text, source, api_version=version)
     except soql.MalformedQuery as exc:

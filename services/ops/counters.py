@@ -24,7 +24,7 @@ from services.logs import event
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = ("succeeded", "failed", "retried", "deferred")
+OUTCOMES = ("succeeded", "failed", "retried", "deferred", "skipped")
 JOB_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 

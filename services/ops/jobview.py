@@ -47,6 +47,7 @@ def describe_job(job: Job) -> dict[str, Any]:
         "endedAt": _iso(job.ended_at),
         "attempts": _attempts(job, max_retries, left),
         "result": result,
+        "skipped": job.meta.get("skipped"),
         "error": error,
     }
     # Absent rather than null: OpenAPI 3.0 without `nullable` (which External Services handles

@@ -66,6 +66,13 @@ class ErrorBody(Schema):
     error = fields.Nested(ErrorDetail)
 
 
+class Skip(Schema):
+    """Why a job finished without doing anything (not a failure); JobStatus.skipped, absent otherwise."""
+
+    code = fields.String(metadata={"description": "For example PERSONAL_FILE or FILE_NOT_VISIBLE."})
+    reason = fields.String()
+
+
 class JobStatus(Schema):
     """A job's state."""
 
@@ -79,6 +86,7 @@ class JobStatus(Schema):
     endedAt = fields.String(metadata={"format": "date-time"})
     attempts = fields.Integer()
     result = fields.Dict(metadata={"description": "Replaced by a $ref to JobResult in build_spec."})
+    skipped = fields.Nested(Skip)  # set when the job finished with nothing to do (a plain $ref: Flow reads it)
     error = fields.String()
 
 

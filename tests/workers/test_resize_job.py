@@ -140,12 +140,15 @@ def test_a_non_image_fails_permanently_without_retries(org, worker_env, redis_co
     assert describe_job(job)["attempts"] == 1, "it ran once; the retries it will never get are not attempts"
 
 
-def test_an_unknown_file_fails_with_salesforces_error_code(org, worker_env, redis_conn, run_jobs) -> None:
+def test_an_unknown_file_is_skipped_with_a_reason_not_retried(org, worker_env, redis_conn, run_jobs) -> None:
+    """Salesforce answers 404 NOT_FOUND alike for a deleted file and for one the integration user may not
+    see (issue 14.5): either way nothing can be done, so the job ends skipped, without a retry or a bell."""
     job_id = enqueue(redis_conn, {"contentVersionId": "0685g00000ZZZZZAAA"[:15]}, "missing")
     run_jobs()
     job = fetch_job(redis_conn, job_id)
-    assert job.get_status() == "failed" and job.retries_left == 0
-    assert "NOT_FOUND" in job.latest_result().exc_string
+    assert job.get_status() == "finished" and job.retries_left == 2
+    assert describe_job(job)["skipped"]["code"] == "FILE_NOT_VISIBLE"
+    assert [e["Status__c"] for e in _events_of(org, job_id)] == ["Skipped"]
 
 
 def test_a_busy_org_is_retried_later_not_failed(org, worker_env, redis_conn, run_jobs) -> None:
@@ -418,3 +421,43 @@ def test_a_record_job_takes_at_most_offload_max_files_per_record(org, worker_env
     result = fetch_job(redis_conn, second).return_value()
     assert [len(renditions_of(org, f)) for f in files] == [3, 3, 3]
     assert result["moreFiles"] is False
+
+
+def _agent(org) -> str:
+    return org.state.insert("User", {"Username": "agent@example.com", "LastName": "Agent", "IsActive": True})["Id"]
+
+
+def test_a_file_from_a_personal_library_shared_with_a_record_gets_its_renditions_on_the_record(
+        org, worker_env, redis_conn, run_jobs) -> None:
+    """Uploaded on the Files tab (published to the agent's library), then shared with the listing: the
+    renditions go to the listing; publishing them into the agent's library is refused by Salesforce."""
+    agent = _agent(org)
+    listing = create_record(org, "Account", Name="7 Shared Lane")
+    source = upload_file(org, agent, photo_jpeg(900, 600), "shared.jpg", OwnerId=agent)
+    document = org.state.get_record(source)[1]["ContentDocumentId"]
+    org.state.insert("ContentDocumentLink", {"ContentDocumentId": document, "LinkedEntityId": listing,
+                                             "ShareType": "V", "Visibility": "AllUsers"})
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "shared")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "finished", job.latest_result().exc_string if job.latest_result() else None
+    made = renditions_of(org, source)
+    assert len(made) == 3 and {r["FirstPublishLocationId"] for r in made} == {listing}
+
+
+@pytest.mark.parametrize("owner", ["agent", "integration user"])
+def test_a_file_in_a_personal_library_only_is_skipped_not_failed(owner, org, worker_env, redis_conn,
+                                                                 run_jobs) -> None:
+    """No failure bell for the uploader: the job finishes with a skip reason and a Skipped event. Another
+    user's file is invisible to the integration user (FILE_NOT_VISIBLE); its own has no record (PERSONAL_FILE)."""
+    user = _agent(org) if owner == "agent" else org.state.user_id
+    source = upload_file(org, user, photo_jpeg(900, 600), "mine.jpg", OwnerId=user)
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, f"personal-{owner}")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "finished" and renditions_of(org, source) == []
+    expected = "FILE_NOT_VISIBLE" if owner == "agent" else "PERSONAL_FILE"
+    view = describe_job(job)
+    assert view["skipped"]["code"] == expected and "Share it with a record" in view["skipped"]["reason"]
+    [event] = _events_of(org, job_id)
+    assert event["Status__c"] == "Skipped" and event["Error__c"].startswith(expected)
