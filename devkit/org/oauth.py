@@ -28,6 +28,8 @@ import jwt
 from cryptography import x509
 from flask import Blueprint, Response, current_app, request
 
+from services import settings as services_settings
+
 from .config import MAX_JWT_LIFETIME_SECONDS, PRODUCTION_AUDIENCE, SANDBOX_AUDIENCE
 from .sferrors import json_response
 from .state import OrgState
@@ -37,6 +39,11 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("devorg_oauth", __name__)
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+GENERIC_LOGIN_HOSTS = services_settings.GENERIC_LOGIN_HOSTS
+"""login.salesforce.com and test.salesforce.com: a request reaching the emulator under those names
+(``Host`` header) is treated as sent to them."""
 
 
 class OAuthError(Exception):
@@ -85,6 +92,10 @@ def _client_credentials(state: OrgState) -> Response:
         raise OAuthError("invalid_client", "invalid client credentials")
     if not state.config.client_credentials_enabled:
         raise OAuthError("invalid_grant", "no client credentials user enabled")
+    if (request.host.split(":")[0]).lower() in GENERIC_LOGIN_HOSTS:
+        # The flow needs the org's My Domain: "request not supported on this domain" on the generic hosts
+        # (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm).
+        raise OAuthError("invalid_grant", "request not supported on this domain")
     session = state.tokens.issue(state.config.username, "client_credentials")
     identity = _identity(state)
     issued_at = str(int(session.issued_at * 1000))

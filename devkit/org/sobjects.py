@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, send_file
@@ -122,7 +123,36 @@ def create(version: str, sobject: str) -> Response:
     return json_response({"id": record["Id"], "success": True, "errors": []}, 201)
 
 
+def _part_names(raw: bytes, boundary: str) -> list[str]:
+    """The ``name`` of each part, in the order sent (werkzeug's form and files lose the order between them)."""
+    names = []
+    for chunk in raw.split(b"--" + boundary.encode("latin-1"))[1:]:
+        head = chunk.split(b"\r\n\r\n", 1)[0]
+        match = re.search(rb'name="([^"]*)"', head)
+        if match:
+            names.append(match.group(1).decode("utf-8", "replace"))
+    return names
+
+
+def _check_part_order(sobject: str) -> None:
+    """"The first part of the request body contains non-binary field data ... The second part contains the
+    binary data" (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm);
+    for ContentVersion the binary part is named after its blob field, VersionData. The errorCode for a
+    wrong order is not documented; the emulator answers INVALID_MULTIPART_REQUEST."""
+    boundary = request.mimetype_params.get("boundary")
+    if not boundary:
+        raise RestError(400, "INVALID_MULTIPART_REQUEST", "Multipart message has no boundary")
+    names = _part_names(request.get_data(cache=True), boundary)
+    if not names or not names[0].startswith("entity_"):
+        raise RestError(400, "INVALID_MULTIPART_REQUEST",
+                        "The first part of a multipart message must be the non-binary entity_* JSON part")
+    if sobject == "ContentVersion" and names[1:2] != ["VersionData"]:
+        raise RestError(400, "INVALID_MULTIPART_REQUEST",
+                        "The second part of a ContentVersion multipart message must be its VersionData")
+
+
 def _multipart(sobject: str) -> tuple[Any, Any]:
+    _check_part_order(sobject)
     entity: str | None = None
     for name, value in request.form.items():
         if name.startswith("entity_"):

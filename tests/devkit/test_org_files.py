@@ -140,3 +140,28 @@ def test_admin_upload_and_listing(org: EmulatedOrg, api: Api, account: str, tmp_
     assert listed[0]["FileType"] == "JPG" and account in listed[0]["LinkedEntityIds"]
     raw = api.get(f"/sobjects/ContentVersion/{response.json()['id']}/VersionData")
     assert raw.content == b"\xff\xd8\xff\xe0jpeg"
+
+
+def _multipart_body(parts: list[tuple[str, str, bytes]]) -> bytes:
+    out = b""
+    for name, content_type, data in parts:
+        filename = '; filename="x.jpg"' if name == "VersionData" else ""
+        out += (f'--b\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n'
+                f"Content-Type: {content_type}\r\n\r\n").encode() + data + b"\r\n"
+    return out + b"--b--\r\n"
+
+
+@pytest.mark.parametrize("order", [("VersionData", "entity_content"), ("entity_content", "Blob")])
+def test_multipart_parts_in_the_documented_order_and_names_only(org: EmulatedOrg, api: Api, account: str,
+                                                               order: tuple[str, str]) -> None:
+    """First the non-binary JSON part, then the binary part, named after the blob field (VersionData)."""
+    entity = json.dumps({"PathOnClient": "x.jpg", "FirstPublishLocationId": account}).encode()
+    parts = {"entity_content": ("application/json", entity), "VersionData": ("application/octet-stream", b"\xff"),
+             "Blob": ("application/octet-stream", b"\xff")}
+    body = _multipart_body([(name, *parts[name]) for name in order])
+    response = api.post("/sobjects/ContentVersion", data=body,
+                        headers={"Content-Type": 'multipart/form-data; boundary="b"'})
+    assert response.status_code == 400 and response.json()[0]["errorCode"] == "INVALID_MULTIPART_REQUEST"
+    good = _multipart_body([(name, *parts[name]) for name in ("entity_content", "VersionData")])
+    assert api.post("/sobjects/ContentVersion", data=good,
+                    headers={"Content-Type": 'multipart/form-data; boundary="b"'}).status_code == 201

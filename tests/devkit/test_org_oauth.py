@@ -157,3 +157,13 @@ def test_missing_or_odd_authorization(org: EmulatedOrg, api: Api) -> None:
     assert session.get(url, timeout=10).status_code == 401
     assert session.get(url, headers={"Authorization": "Basic abc"}, timeout=10).status_code == 401
     assert session.get(url, headers={"Authorization": f"OAuth {api.token}"}, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["login.salesforce.com", "test.salesforce.com"])
+def test_client_credentials_on_a_generic_login_host_is_not_supported(org: EmulatedOrg, host: str) -> None:
+    """Only the org's My Domain takes the client credentials flow; the shared login hosts refuse it."""
+    response = org.session().post(org.token_url, headers={"Host": host},
+                                  data={"grant_type": "client_credentials", "client_id": org.client_id,
+                                        "client_secret": org.state.config.client_secret})
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_grant", "error_description": "request not supported on this domain"}
