@@ -10,11 +10,19 @@ process's handler and sorts failures:
   remaining retries are cancelled): a corrupt image or ``NOT_FOUND`` will not
   get better by waiting.
 * Anything else is left to RQ's ``Retry`` (jittered exponential backoff set
-  at enqueue time); the worker never sleeps on it.
+  at enqueue time); the worker never sleeps on it. That includes rq's
+  ``JobTimeoutException`` (error code ``JobTimeoutException``): a timeout is
+  not the input's fault.
+
+Under the supervisor (``workers/supervisor.py``) the handler runs inside the
+work process's :class:`~workers.supervisor.JobDeadline`, so a handler stuck in
+C code past the job timeout (where rq's SIGALRM cannot reach it) is ended by
+the supervisor and fails as a timeout too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -31,6 +39,7 @@ from services.logs import event, log_context
 from services.ops import counters as metrics
 from services.processes import PROCESSES
 from services.settings import Settings
+from workers.supervisor import job_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +127,8 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
                 metrics.salesforce_calls(ctx.connection, ctx._salesforce.calls)
 
         try:
-            result = process.load_handler()(payload, ctx)
+            with _deadline(job):
+                result = process.load_handler()(payload, ctx)
         except PermanentJobError as exc:
             if job is not None:
                 job.retries_left = 0  # RQ reads this right after we raise: no retry for a permanent error
@@ -138,6 +148,14 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
         finished("succeeded")
         _complete(ctx, "Succeeded", result, None)
         return result
+
+
+def _deadline(job: Job | None) -> contextlib.AbstractContextManager[None]:
+    """The supervisor's hard deadline for this job's handler (nothing outside a supervised work process)."""
+    deadline = job_deadline()
+    if job is None or deadline is None or not job.timeout or job.timeout < 0:
+        return contextlib.nullcontext()
+    return deadline.watch(float(job.timeout))
 
 
 def _fail_now(job: Job | None, code: str) -> None:
