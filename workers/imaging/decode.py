@@ -45,8 +45,9 @@ limit (djpeg ``-maxscans``, TurboJPEG ``TJPARAM_SCANLIMIT``, "to guard against a
 progressive JPEG format"): https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/doc/djpeg.1 and
 https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/src/turbojpeg.h. Pillow does not set it, so we
 count the scans ourselves (:func:`count_jpeg_scans`). 100 is the limit libjpeg-turbo's own decompression
-fuzz target runs with (fuzz/decompress.cc); encoders write 1 (baseline) to about 10 (Pillow, libjpeg's
-default progressive script) or up to ~20 (mozjpeg's optimised scripts).
+fuzz target runs with (https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/fuzz/decompress.cc), ten
+times what a photo has: 1 scan (baseline) or libjpeg's default progression, 10 (YCbCr) or 6 (grayscale),
+which Pillow writes for ``progressive=True`` (tests/workers/test_imaging_jpeg_scans.py).
 """
 
 _CHUNK = 1 << 20
@@ -280,7 +281,7 @@ def open_image(fp: BinaryIO, max_pixels: int, max_jpeg_scans: int = DEFAULT_MAX_
             im.close()
             raise ImageRejected(
                 f"The file is a JPEG with more than {max_jpeg_scans} scans (counted {scans} before stopping), above "
-                f"the limit of {max_jpeg_scans} (OFFLOAD_MAX_JPEG_SCANS); a normal photo has 1 to about 20. Such a "
+                f"the limit of {max_jpeg_scans} (OFFLOAD_MAX_JPEG_SCANS); a normal photo has 1 to about 10. Such a "
                 "file can hold a worker for minutes while it decodes, so it is refused undecoded."
             )
     return im
