@@ -298,6 +298,11 @@ class Settings:
         "OFFLOAD_MAX_PIXELS", "50000000", "Largest image accepted, in pixels (decompression-bomb guard).",
         _positive_int,
     )
+    max_jpeg_scans: int = setting(
+        "OFFLOAD_MAX_JPEG_SCANS", "100",
+        "Most scans a JPEG may have; more is refused before decoding (each scan costs a pass over the image).",
+        _positive_int,
+    )
     max_image_bytes: int = setting(
         "OFFLOAD_MAX_IMAGE_BYTES", "104857600", "Largest source file downloaded from Salesforce, in bytes.",
         _positive_int,

@@ -170,7 +170,8 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
             return written
         data = sf.download_version_data(source["Id"], max_bytes=ctx.settings.max_image_bytes)
         info, rendered = render_variants(data, missing, max_pixels=ctx.settings.max_pixels,
-                                         max_bytes=ctx.settings.max_image_bytes)
+                                         max_bytes=ctx.settings.max_image_bytes,
+                                         max_jpeg_scans=ctx.settings.max_jpeg_scans)
         del data
         for rendition in rendered:
             new_id, made_now = _upload(sf, source, rendition, target)

@@ -10,11 +10,19 @@ process's handler and sorts failures:
   remaining retries are cancelled): a corrupt image or ``NOT_FOUND`` will not
   get better by waiting.
 * Anything else is left to RQ's ``Retry`` (jittered exponential backoff set
-  at enqueue time); the worker never sleeps on it.
+  at enqueue time); the worker never sleeps on it. That includes rq's
+  ``JobTimeoutException`` (error code ``JobTimeoutException``): a timeout is
+  not the input's fault.
+
+Under the supervisor (``workers/supervisor.py``) the handler runs inside the
+work process's :class:`~workers.supervisor.JobDeadline`, so a handler stuck in
+C code past the job timeout (where rq's SIGALRM cannot reach it) is ended by
+the supervisor and fails as a timeout too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -32,6 +40,7 @@ from services.logs import event, log_context
 from services.ops import counters as metrics
 from services.processes import PROCESSES
 from services.settings import Settings
+from workers.supervisor import job_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +128,8 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
                 metrics.salesforce_calls(ctx.connection, ctx._salesforce.calls)
 
         try:
-            result = process.load_handler()(payload, ctx)
+            with _deadline(job):
+                result = process.load_handler()(payload, ctx)
             # Inside the try: a completion event Salesforce would not take makes this attempt a retry.
             _complete(ctx, "Succeeded", result, None)
         except JobSkipped as exc:
@@ -164,6 +174,14 @@ def pause_workers(connection: redis.Redis, seconds: int) -> None:
     alone (https://python-rq.org/docs/workers/#suspending-and-resuming)."""
     if not is_suspended(connection):
         suspend(connection, ttl=seconds)
+
+
+def _deadline(job: Job | None) -> contextlib.AbstractContextManager[None]:
+    """The supervisor's hard deadline for this job's handler (nothing outside a supervised work process)."""
+    deadline = job_deadline()
+    if job is None or deadline is None or not job.timeout or job.timeout < 0:
+        return contextlib.nullcontext()
+    return deadline.watch(float(job.timeout))
 
 
 def _fail_now(job: Job | None, code: str) -> None:

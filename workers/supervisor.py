@@ -21,6 +21,12 @@ per *work process*, not once per job:
   keeps rq's Heroku contract: the job in hand finishes, or fails with its retries after
   ``imminent_shutdown_delay`` seconds.
 
+* when a job runs **past its timeout stuck in C** (libjpeg decoding a hostile file does not return to
+  Python, so rq's SIGALRM ``JobTimeoutException`` waits until it does), the supervisor kills the work
+  process at :data:`HARD_DEADLINE_GRACE_S` past the job timeout and the job fails as a timeout (error
+  code ``JobTimeoutException``, retried like any timeout), so a later job runs in a fresh work process
+  instead of waiting behind it. See :class:`JobDeadline`.
+
 The work process's rq scheduler is its own child. So that a crash cannot orphan it (holding the
 scheduler lock), the supervisor makes itself the *child subreaper* (Linux ``prctl``): orphans come to
 it, and it stops them with SIGTERM, on which rq's scheduler releases its lock.
@@ -30,23 +36,29 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 import os
 import signal
+import struct
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.worker import Worker
 
 from services.logs import event
 from services.queue import SERIALIZER
 
-__all__ = ["EXIT_GAVE_UP", "EXIT_RETIRED", "Supervisor", "recover_abandoned_job"]
+__all__ = ["EXIT_GAVE_UP", "EXIT_RETIRED", "HARD_DEADLINE_GRACE_S", "TIMEOUT_ERROR_CODE", "JobDeadline", "Supervisor",
+           "job_deadline", "recover_abandoned_job"]
 
 logger = logging.getLogger("workers.supervisor")
 
@@ -64,6 +76,70 @@ STABLE_AFTER_S = 60.0
 
 _PR_SET_CHILD_SUBREAPER = 36
 
+HARD_DEADLINE_GRACE_S = 5.0
+"""Seconds past a job's timeout before the supervisor kills a work process still running it.
+
+rq's own timeout (SIGALRM at the job timeout) ends a job whose Python code runs; this grace is for a
+job that cannot take that signal because it is inside one C call. rq's forking worker does the same
+from its parent, but only 60 s past the timeout (``monitor_work_horse``,
+https://github.com/rq/rq/blob/v2.12.0/rq/worker/worker_classes.py).
+"""
+
+TIMEOUT_ERROR_CODE = "JobTimeoutException"
+"""The error code a timed-out job gets (``job.meta["error_code"]``), whichever way it was stopped: the
+runner names an exception without a ``code`` by its class, and docs/operations.md lists this one."""
+
+WATCH_INTERVAL_S = 0.2
+"""How often the supervisor looks at the work process's deadline while waiting for it."""
+
+
+class JobDeadline:
+    """The monotonic-clock moment by which the work process's current job must be over (0: no job).
+
+    Why shared memory: the work process cannot be asked anything while it is stuck in C, and Redis may be
+    what it is waiting for; an anonymous ``MAP_SHARED`` page made before the fork is seen by both
+    processes with no round trip. The work process writes it (:meth:`watch`, around each job's handler,
+    from :mod:`workers.runner`), the supervisor reads it (:meth:`passed`) between ``waitpid`` polls.
+    ``time.monotonic`` is the system-wide ``CLOCK_MONOTONIC`` on Linux, the same in both processes.
+    Only the handler is watched: the job's bookkeeping after it (result, completion event) is not killed.
+    """
+
+    _FORMAT = "d"
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, struct.calcsize(self._FORMAT))  # anonymous and shared: survives fork()
+
+    def _set(self, value: float) -> None:
+        self._map[:] = struct.pack(self._FORMAT, value)
+
+    def get(self) -> float:
+        return float(struct.unpack(self._FORMAT, self._map[:])[0])
+
+    @contextmanager
+    def watch(self, timeout: float) -> Iterator[None]:
+        """Arm the deadline at ``timeout`` + :data:`HARD_DEADLINE_GRACE_S` from now for the ``with`` body."""
+        self._set(time.monotonic() + timeout + HARD_DEADLINE_GRACE_S)
+        try:
+            yield
+        finally:
+            self._set(0.0)
+
+    def passed(self) -> bool:
+        deadline = self.get()
+        return deadline > 0 and time.monotonic() > deadline
+
+    def clear(self) -> None:
+        self._set(0.0)
+
+
+_deadline: JobDeadline | None = None
+"""Set in a work process the supervisor forked (the supervisor's own :class:`JobDeadline`)."""
+
+
+def job_deadline() -> JobDeadline | None:
+    """The deadline the supervisor watches in this process, or None when no supervisor runs it."""
+    return _deadline
+
 
 class Supervisor:
     """Run ``work(name)`` in a forked work process, again and again, until told to stop.
@@ -78,6 +154,7 @@ class Supervisor:
         self._queue_names = tuple(queue_names)
         self._child: int | None = None
         self._stopping = False
+        self._deadline = JobDeadline()
 
     def run(self) -> int:
         """Supervise until the work process ends for good; return the status to exit with."""
@@ -88,11 +165,17 @@ class Supervisor:
         while True:
             name = uuid.uuid4().hex
             started = time.monotonic()
+            self._deadline.clear()
             self._child = self._spawn(name)
-            status = _wait(self._child)
+            status, timed_out = self._watch(self._child)
             self._child = None
             self._reap_orphans()
             code = os.waitstatus_to_exitcode(status)
+            if timed_out:
+                self._report_timeout(name)
+                if self._stopping:
+                    return 1
+                continue  # a deliberate kill, not a crash: replace it at once
             if code == EXIT_RETIRED and not self._stopping:
                 event(logger, "work process retired after its share of jobs; starting a fresh one", worker=name)
                 crashes = 0
@@ -108,6 +191,32 @@ class Supervisor:
             self._pause(CRASH_BACKOFF_S[min(crashes, len(CRASH_BACKOFF_S)) - 1])
             if self._stopping:
                 return 0  # asked to stop while waiting to replace it: nothing is in flight
+
+    def _watch(self, pid: int) -> tuple[int, bool]:
+        """Wait for the work process; kill it if its job outlives the deadline. Returns (status, killed)."""
+        while True:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return 0, False
+            if done == pid:
+                return status, False
+            if self._deadline.passed():
+                event(logger, "job still running past its timeout (stuck outside Python); killing the work process",
+                      logging.ERROR, pid=pid, grace_s=HARD_DEADLINE_GRACE_S)
+                _signal(pid, signal.SIGKILL)
+                return _wait(pid), True
+            time.sleep(WATCH_INTERVAL_S)
+
+    def _report_timeout(self, name: str) -> None:
+        try:
+            job_id = recover_abandoned_job(self._connection, name, self._queue_names, error_code=TIMEOUT_ERROR_CODE)
+        except redis.RedisError as exc:
+            event(logger, "work process killed for a timed-out job; Redis unreachable, its job is left to rq's "
+                  "maintenance", logging.ERROR, worker=name, error=str(exc))
+            return
+        event(logger, "work process killed for a timed-out job; the job goes to rq's retry handling",
+              logging.ERROR, worker=name, job_id=job_id, code=TIMEOUT_ERROR_CODE)
 
     def _report_crash(self, name: str, code: int) -> None:
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
@@ -131,6 +240,8 @@ class Supervisor:
         # without running the supervisor's atexit handlers or flushing its buffers twice.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
+        global _deadline
+        _deadline = self._deadline
         code = 1
         try:
             code = self._work(name)
@@ -176,12 +287,14 @@ class Supervisor:
             _wait(pid)
 
 
-def recover_abandoned_job(connection: redis.Redis, worker_name: str, queue_names: Iterable[str]) -> str | None:
+def recover_abandoned_job(connection: redis.Redis, worker_name: str, queue_names: Iterable[str],
+                          error_code: str | None = None) -> str | None:
     """Fail the job a dead work process held through rq's abandoned-job path; return its id.
 
     rq does this itself, but only once the job's heartbeat has lapsed and a worker runs maintenance;
     marking the execution expired now and running the same cleanup gets the retry scheduled at once.
-    The dead worker's registration is removed as well.
+    The dead worker's registration is removed as well. ``error_code`` (a timeout's) is written to the
+    job's meta first, as the runner would have, so ``offload jobs list --error-code`` finds it.
     """
     key = Worker.redis_worker_namespace_prefix + worker_name
     job_id = connection.hget(key, "current_job")
@@ -191,6 +304,14 @@ def recover_abandoned_job(connection: redis.Redis, worker_name: str, queue_names
     if job_id is None:
         return None
     job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
+    if error_code is not None:
+        try:
+            job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+        except NoSuchJobError:
+            pass
+        else:
+            job.meta["error_code"] = error_code
+            job.save_meta()
     for queue_name in queue_names:
         registry = StartedJobRegistry(queue_name, connection=connection, serializer=SERIALIZER)
         members = [m for m in connection.zrange(registry.key, 0, -1)

@@ -7,7 +7,9 @@ Why it is shaped like this (numbers in docs/benchmarks.md, section "Images"):
 
 * **Safety first.** The byte size is checked before Pillow sees the file, the format is allowlisted
   (``Image.open(fp, formats=...)``: EPS/PDF/SVG parsers never run), and ``width * height`` from the
-  header is capped before any decode. Every Pillow failure becomes ``ImageRejected``.
+  header is capped before any decode, and so is a JPEG's number of scans (each costs libjpeg a pass
+  over the image: :data:`~workers.imaging.decode.DEFAULT_MAX_JPEG_SCANS`). Every Pillow failure becomes
+  ``ImageRejected``.
 * **Decode less.** JPEGs are decoded by libjpeg at the smallest DCT scale (1/8, 1/4, 1/2: Pillow's ``draft``) that is
   still at least as large as the largest rendition (:func:`~workers.imaging.decode.draft_jpeg`); a 24 MP
   photo is decoded as 3.4 MP. The resize then reads exactly the source's box in that decode.
@@ -33,7 +35,14 @@ from PIL import Image
 
 from services.errors import ConfigError
 from services.variants import DEFAULT_VARIANTS_SPEC, Variant, parse_variants
-from workers.imaging.decode import draft_jpeg, guarded, open_image, pillow_errors, read_source
+from workers.imaging.decode import (
+    DEFAULT_MAX_JPEG_SCANS,
+    draft_jpeg,
+    guarded,
+    open_image,
+    pillow_errors,
+    read_source,
+)
 from workers.imaging.ops import (
     MIME,
     SWAPS_AXES,
@@ -119,11 +128,12 @@ def _source_info(im: Image.Image, size: tuple[int, int], orient: int, sha256: st
     return info
 
 
-def probe(source: bytes | str | os.PathLike[str] | BinaryIO, *, max_pixels: int, max_bytes: int) -> SourceInfo:
+def probe(source: bytes | str | os.PathLike[str] | BinaryIO, *, max_pixels: int, max_bytes: int,
+          max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS) -> SourceInfo:
     """Identify and bound-check a source from its header only (no pixel decode); raise ImageRejected."""
     fp, nbytes, sha256, own = read_source(source, max_bytes)
     try:
-        im = open_image(fp, max_pixels)
+        im = open_image(fp, max_pixels, max_jpeg_scans)
         with im:
             orient = orientation(im, loaded=False)
             return _source_info(im, im.size, orient, sha256, nbytes)
@@ -138,6 +148,7 @@ def render_variants(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS,
 ) -> tuple[SourceInfo, list[Rendition]]:
     """Decode ``source`` once and return its renditions, in the order of ``variants``.
 
@@ -149,7 +160,7 @@ def render_variants(
         raise ConfigError("OFFLOAD_IMAGE_VARIANTS is empty: at least one rendition is needed.")
     fp, nbytes, sha256, own = read_source(source, max_bytes)
     try:
-        im = open_image(fp, max_pixels)
+        im = open_image(fp, max_pixels, max_jpeg_scans)
         with im:
             return _render(im, fp, variants, max_pixels, sha256, nbytes)
     finally:

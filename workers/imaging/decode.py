@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,6 +34,21 @@ ALLOWED_FORMATS: tuple[str, ...] = tuple(IMAGE_FILE_TYPES)
 #: (which would import all ~45 plugins into every worker).
 _PLUGINS = (GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
 FRIENDLY_FORMATS = "JPEG, PNG, WebP, GIF, TIFF and HEIC"
+
+DEFAULT_MAX_JPEG_SCANS = 100
+"""Most scans (SOS segments) a JPEG may have before it is refused undecoded (``OFFLOAD_MAX_JPEG_SCANS``).
+
+libjpeg must fully process every scan, even an empty or corrupt one, before the next, and one scan of
+"EOB runs" can be a dozen bytes that cost a pass over the whole image: a 380 kB progressive JPEG with
+one small scan repeated 3,000 times took a 36 MP decode past 60 s. libjpeg-turbo's answer is a scan
+limit (djpeg ``-maxscans``, TurboJPEG ``TJPARAM_SCANLIMIT``, "to guard against an exploit of the
+progressive JPEG format"): https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/doc/djpeg.1 and
+https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/src/turbojpeg.h. Pillow does not set it, so we
+count the scans ourselves (:func:`count_jpeg_scans`). 100 is the limit libjpeg-turbo's own decompression
+fuzz target runs with (https://github.com/libjpeg-turbo/libjpeg-turbo/blob/main/fuzz/decompress.cc), ten
+times what a photo has: 1 scan (baseline) or libjpeg's default progression, 10 (YCbCr) or 6 (grayscale),
+which Pillow writes for ``progressive=True`` (tests/workers/test_imaging_jpeg_scans.py).
+"""
 
 _CHUNK = 1 << 20
 _heif_lock = threading.Lock()
@@ -212,13 +229,29 @@ def pillow_errors(max_pixels: int, what: str) -> Iterator[None]:
     except MemoryError as exc:
         raise ImageRejected(f"The image is too large to {what} within the worker's memory.") from exc
     except Exception as exc:  # OSError (truncated), SyntaxError (bad CRC), ValueError, struct.error, ...
+        if is_interruption(exc):
+            raise  # the job ran out of time: not the file's fault, and retried as a timeout
         raise ImageRejected(
             f"The file is damaged or incomplete and cannot be {what}: {type(exc).__name__}: {exc}"
         ) from exc
 
 
-def open_image(fp: BinaryIO, max_pixels: int) -> Image.Image:
-    """``Image.open`` limited to ALLOWED_FORMATS, then the pixel cap on the header's dimensions.
+def is_interruption(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised *into* the decode from outside: rq's job timeout (``JobTimeoutException``).
+
+    rq raises it from its SIGALRM handler (https://github.com/rq/rq/blob/v2.12.0/rq/timeouts.py), so it
+    surfaces at whatever Python line runs when the alarm is handled, often a Pillow step here. It derives
+    from ``Exception``, so without this test :func:`pillow_errors` reported a timeout as a damaged file: a
+    permanent IMAGE_REJECTED instead of a retried timeout. The imaging package does not import rq (an
+    image-only process stays small): an rq timeout can only exist once ``rq.timeouts`` is imported.
+    """
+    timeouts = sys.modules.get("rq.timeouts")
+    return timeouts is not None and isinstance(exc, timeouts.BaseTimeoutException)
+
+
+def open_image(fp: BinaryIO, max_pixels: int, max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS) -> Image.Image:
+    """``Image.open`` limited to ALLOWED_FORMATS, then the pixel cap on the header's dimensions, then
+    (JPEG only) the scan limit (:data:`DEFAULT_MAX_JPEG_SCANS`).
 
     Nothing is decoded yet: Pillow has only parsed the header when this returns. pillow-heif is loaded
     only when the file sniffs as HEIF (:func:`formats_for`): its opener and libheif cost a worker ~4 MB
@@ -242,6 +275,15 @@ def open_image(fp: BinaryIO, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         im.close()
         raise too_many_pixels(width, height, max_pixels)
+    if im.format in ("JPEG", "MPO"):
+        scans = count_jpeg_scans(fp, max_jpeg_scans)
+        if scans > max_jpeg_scans:
+            im.close()
+            raise ImageRejected(
+                f"The file is a JPEG with more than {max_jpeg_scans} scans (counted {scans} before stopping), above "
+                f"the limit of {max_jpeg_scans} (OFFLOAD_MAX_JPEG_SCANS); a normal photo has 1 to about 10. Such a "
+                "file can hold a worker for minutes while it decodes, so it is refused undecoded."
+            )
     return im
 
 
@@ -311,3 +353,81 @@ def jpeg_frame_marker(fp: BinaryIO) -> int | None:
         return None
     finally:
         fp.seek(start)
+
+
+# ---------------------------------------------------------------- JPEG: count scans before decoding
+#: A marker inside entropy-coded data: 0xFF followed by anything but 0x00 (a stuffed 0xFF data byte),
+#: RST0-7 (restart markers, part of the scan) or 0xFF (a fill byte: the marker code follows it).
+_ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def count_jpeg_scans(fp: BinaryIO, limit: int) -> int:
+    """Count the SOS segments of the JPEG in ``fp`` up to its EOI, stopping once ``limit`` is exceeded.
+
+    A walk over the marker segments (ITU-T T.81, B.1.1; https://www.w3.org/Graphics/JPEG/itu-t81.pdf):
+    SOI, then ``0xFF code`` segments with a 2-byte length (markers without one, TEM and RSTn, are skipped
+    by themselves). After each SOS header the entropy-coded data runs up to the next marker that is not a
+    stuffed ``0xFF00`` nor an RSTn (:data:`_ENTROPY_END`, searched in C by ``re``, so a 10 MB photo costs a
+    few milliseconds). An MPO's later pictures come after the first EOI and are not counted: Pillow decodes
+    the first. A malformed stream ends the count where it breaks (Pillow then judges the file). ``fp``'s
+    position is restored; the bytes are read in place when ``fp`` is a BytesIO or a real file (mmap).
+    """
+    start = fp.tell()
+    try:
+        with _bytes_of(fp) as data:
+            return _count_scans(data, limit)
+    finally:
+        fp.seek(start)
+
+
+def _count_scans(data: memoryview | mmap.mmap | bytes, limit: int) -> int:
+    size = len(data)
+    if data[0:2] != b"\xff\xd8":
+        return 0
+    pos, scans = 2, 0
+    while pos + 1 < size:
+        if data[pos] != 0xFF:
+            return scans
+        code = data[pos + 1]
+        pos += 2
+        if code == 0xFF:  # a fill byte: the marker code is still to come
+            pos -= 1
+            continue
+        if code == 0xD9:  # EOI
+            return scans
+        if code in _NO_LENGTH:
+            continue
+        if pos + 2 > size:
+            return scans
+        pos += int.from_bytes(data[pos:pos + 2], "big")
+        if code == 0xDA:  # SOS: its header, then entropy-coded data up to the next real marker
+            scans += 1
+            if scans > limit:
+                return scans
+            found = _ENTROPY_END.search(data, pos)
+            if found is None:
+                return scans
+            pos = found.start()
+    return scans
+
+
+@contextmanager
+def _bytes_of(fp: BinaryIO) -> Iterator[memoryview | mmap.mmap | bytes]:
+    """``fp``'s whole content without a copy where possible (BytesIO buffer, file mmap), else read."""
+    if isinstance(fp, io.BytesIO):
+        view = fp.getbuffer()
+        try:
+            yield view
+        finally:
+            view.release()
+        return
+    try:
+        fileno = fp.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        fileno = -1
+    if fileno >= 0 and os.fstat(fileno).st_size > 0:
+        with mmap.mmap(fileno, 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped
+        return
+    fp.seek(0)
+    yield fp.read()
