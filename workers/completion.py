@@ -79,3 +79,31 @@ def publish_completion(ctx: Any, *, status: str, result: dict[str, Any] | None, 
         else:
             event(logger, "completion event published", event_type=ctx.settings.completion_event, status=status)
         return
+
+
+def publish_for_abandoned(connection: Any, job_id: str, error: str) -> None:
+    """The ``Failed`` event of a job whose last attempt died with its work process (kill -9, OOM, a hard
+    timeout): the runner never got to publish it, so the supervisor does. Nothing for a job that still has
+    a retry coming, or when no completion event is configured; never raises."""
+    from rq.job import JobStatus
+
+    from services.envelope import Envelope
+    from services.logs import log_context
+    from services.queue import fetch_job
+    from workers.context import JobContext, worker_settings
+
+    try:
+        job = fetch_job(connection, job_id)
+        envelope = Envelope.of_job_args(job.args) if job is not None else None
+        settings = worker_settings()
+        if job is None or envelope is None or not settings.completion_event:
+            return
+        if job.get_status() != JobStatus.FAILED:
+            return
+        ctx = JobContext(job_id=job_id, process=envelope.process, envelope=envelope, settings=settings,
+                         connection=connection, final_attempt=True)
+        with log_context(job_id=job_id, process=envelope.process, record_id=envelope.record_id):
+            publish_completion(ctx, status="Failed", result=None, error=error)
+    except Exception as exc:  # the supervisor must go on supervising
+        event(logger, "completion event of an abandoned job not published", logging.WARNING, job_id=job_id,
+              error=f"{type(exc).__name__}: {exc}")

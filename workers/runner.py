@@ -23,10 +23,8 @@ the supervisor and fails as a timeout too.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -39,42 +37,10 @@ from services.errors import JobDeferred, JobSkipped, MalformedEnvelope, Permanen
 from services.logs import event, log_context
 from services.ops import counters as metrics
 from services.processes import PROCESSES
-from services.settings import Settings
+from workers.context import JobContext, worker_settings
 from workers.supervisor import job_deadline
 
 logger = logging.getLogger(__name__)
-
-
-@functools.cache
-def worker_settings() -> Settings:
-    """Settings for this worker process, read once."""
-    return Settings.from_env()
-
-
-@dataclass
-class JobContext:
-    """What a handler gets besides its payload."""
-
-    job_id: str
-    process: str
-    envelope: Envelope
-    settings: Settings
-    connection: redis.Redis
-    attempt: int = 1
-    final_attempt: bool = True
-    _salesforce: Any = field(default=None, repr=False)
-
-    @property
-    def org_id(self) -> str | None:
-        return self.envelope.org_id
-
-    def salesforce(self) -> Any:
-        """The Salesforce client for this job (built on first use; see :mod:`services.salesforce.client`)."""
-        if self._salesforce is None:
-            from services.salesforce.client import client_for_job
-
-            self._salesforce = client_for_job(self)
-        return self._salesforce
 
 
 def _attempt(job: Job | None) -> tuple[int, bool]:

@@ -56,6 +56,7 @@ from rq.worker import Worker
 
 from services.logs import event
 from services.queue import SERIALIZER
+from workers.completion import publish_for_abandoned
 
 __all__ = ["EXIT_GAVE_UP", "EXIT_RETIRED", "HARD_DEADLINE_GRACE_S", "TIMEOUT_ERROR_CODE", "JobDeadline", "Supervisor",
            "job_deadline", "recover_abandoned_job"]
@@ -217,6 +218,10 @@ class Supervisor:
             return
         event(logger, "work process killed for a timed-out job; the job goes to rq's retry handling",
               logging.ERROR, worker=name, job_id=job_id, code=TIMEOUT_ERROR_CODE)
+        if job_id is not None:
+            publish_for_abandoned(self._connection, job_id,
+                                  f"{TIMEOUT_ERROR_CODE}: the job ran past its timeout (OFFLOAD_JOB_TIMEOUT) and "
+                                  "was stopped.")
 
     def _report_crash(self, name: str, code: int) -> None:
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
@@ -231,6 +236,8 @@ class Supervisor:
         else:
             event(logger, "work process died while running a job; the job goes to rq's retry handling",
                   logging.ERROR, worker=name, cause=how, job_id=job_id)
+            publish_for_abandoned(self._connection, job_id,
+                                  f"WORK_PROCESS_DIED: the process running the job died ({how}), e.g. out of memory.")
 
     def _spawn(self, name: str) -> int:
         pid = os.fork()

@@ -66,6 +66,11 @@ def test_a_decode_stuck_past_the_job_timeout_is_killed_and_reported_as_a_timeout
         assert error_code(stuck) == "JobTimeoutException", stack.logs()[-6000:]
         assert stuck.retries_left == 0, "a timeout is transient: its retry must have been spent"
         assert renditions_of(org, stuck_source) == []
+        # The last attempt died with its process, so the runner could not say so: the supervisor did.
+        wait_for(lambda: any(e["fields"].get("Job_Id__c") == stuck.id for e in org.state.events), 20,
+                 "the stuck job's Failed completion event", stack)
+        [failed] = [e["fields"] for e in org.state.events if e["fields"].get("Job_Id__c") == stuck.id]
+        assert failed["Status__c"] == "Failed" and failed["Error__c"].startswith("JobTimeoutException")
 
         log = stack.log("worker-0.log")
         assert "IMAGE_REJECTED" not in log
