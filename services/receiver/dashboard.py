@@ -51,9 +51,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from flask import Flask, Response, current_app, jsonify, request
+from rq.exceptions import NoSuchJobError
 from werkzeug.exceptions import NotFound
 
-from services.errors import CallerRejected, OffloadError
+from services.errors import CallerRejected, JobNotFound, OffloadError
 from services.logs import event
 from services.ops import jobs as jobs_admin
 from services.queue import SERIALIZER
@@ -206,6 +207,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     if missing:
         raise RuntimeError(f"rq-dashboard changed: no {', '.join(missing)}; review services/receiver/dashboard.py")
     app.view_functions.update(replacements)
+    # rq-dashboard's job views let rq's NoSuchJobError escape (a 500) for an id that is gone or never was.
+    app.register_error_handler(NoSuchJobError, _job_not_found)
+
+
+def _job_not_found(exc: NoSuchJobError) -> Response:
+    found = JobNotFound("No job with that id (finished jobs are kept for a day, failed ones for a week).")
+    return error_response(found.status_code, found.code, found.message)
 
 
 def _not_found_when_off(exc: NotFound) -> Response:

@@ -209,3 +209,9 @@ def test_with_the_dashboard_off_other_404s_and_their_metrics_are_unchanged(off_c
     before = metrics.HTTP_REQUESTS.labels(endpoint="unmatched", status="404")._value.get()
     assert off_client.get("/rq/0/data/queues.json").get_json()["error"]["code"] == "DASHBOARD_OFF"
     assert metrics.HTTP_REQUESTS.labels(endpoint="unmatched", status="404")._value.get() == before + 1
+
+
+@pytest.mark.parametrize("path", ["/rq/0/data/job/{id}.json", "/rq/0/view/job/{id}"])
+def test_a_job_that_does_not_exist_is_a_404_not_a_500(ops_client: Any, path: str) -> None:
+    response = ops_client.get(path.format(id="no-such-job"), headers=ADMIN)
+    assert response.status_code == 404
