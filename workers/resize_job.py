@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from services import keys
 from services.errors import (
@@ -30,13 +31,14 @@ from services.errors import (
     JobSkipped,
     PermanentJobError,
     SalesforcePermanentError,
+    SalesforceTransientError,
     TransientJobError,
 )
 from services.imagetypes import IMAGE_EXTENSIONS
 from services.logs import event, log_context
 from services.processes.resize_image import RENDITION_KEY_FIELD, RENDITION_MARKER_FIELD, VARIANT_FIELD, rendition_key
 from services.queue.loopguard import mark_own_output
-from services.salesforce.client import SalesforceClient
+from services.salesforce.client import TRANSIENT_CODES, SalesforceClient, SaveResult
 from services.sfids import key_prefix, to_18
 from workers.imaging import Rendition, Variant, render_variants
 from workers.runner import JobContext
@@ -54,9 +56,10 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     variants = ctx.settings.image_variants
     sf = ctx.salesforce()
     if "contentVersionId" in payload:
-        sources = [_source_file(sf, payload["contentVersionId"])]
+        source, made = _source_file(sf, payload["contentVersionId"])
+        sources, existing = [source], {to_18(source["Id"]): made}
     else:
-        sources = _without_renditions(sf, _images_on_record(sf, payload["recordId"]), variants)
+        sources, existing = _without_renditions(sf, _images_on_record(sf, payload["recordId"]), variants)
     cap = ctx.settings.max_files_per_record
     more_files = len(sources) > cap
     if more_files:
@@ -75,7 +78,8 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 skipped.append(source["Id"])
                 continue
             try:
-                renditions.extend(_resize_one(sf, ctx, source, variants, payload.get("recordId")))
+                renditions.extend(_resize_one(sf, ctx, source, variants, payload.get("recordId"),
+                                              existing.get(to_18(source["Id"]), {})))
             except PermanentJobError as exc:
                 if "recordId" not in payload:
                     raise  # one file named by the caller: its refusal is the job's outcome
@@ -94,15 +98,21 @@ def run(payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     }
 
 
-def _source_file(sf: SalesforceClient, content_version_id: str) -> dict[str, Any]:
-    """The named file's metadata; a file the integration user cannot see is skipped, not failed.
+def _source_file(sf: SalesforceClient, content_version_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The named file's metadata and its existing renditions by variant, in one API call (Composite).
 
-    Users, the integration user included, "can only query files they have access to" unless they have
-    Query All Files; a file in another user's personal library is invisible (404 NOT_FOUND), as is a
-    deleted one (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm).
+    A file the integration user cannot see is skipped, not failed: users, the integration user included,
+    "can only query files they have access to" unless they have Query All Files; a file in another user's
+    personal library is invisible (404 NOT_FOUND), as is a deleted one
+    (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm).
     """
+    renditions = (f"SELECT Id, {VARIANT_FIELD} FROM ContentVersion "
+                  f"WHERE {RENDITION_MARKER_FIELD} = '{to_18(content_version_id)}'")
     try:
-        return sf.get_record("ContentVersion", content_version_id, list(SOURCE_FIELDS))
+        found = sf.composite([
+            ("source", f"sobjects/ContentVersion/{quote(content_version_id)}?fields={','.join(SOURCE_FIELDS)}"),
+            ("renditions", f"query?q={quote(renditions)}"),
+        ])
     except SalesforcePermanentError as exc:
         if exc.code != "NOT_FOUND":
             raise
@@ -110,6 +120,8 @@ def _source_file(sf: SalesforceClient, content_version_id: str) -> dict[str, Any
             f"The file {content_version_id} does not exist or the integration user cannot see it (a file in "
             "someone's personal library, not shared with a record). Share it with a record to get renditions; "
             "or give the integration user Query All Files.", code="FILE_NOT_VISIBLE") from exc
+    rows = found["renditions"].get("records", [])
+    return found["source"], {row[VARIANT_FIELD]: row["Id"] for row in rows if row.get(VARIANT_FIELD)}
 
 
 def _images_on_record(sf: SalesforceClient, record_id: str) -> list[dict[str, Any]]:
@@ -129,26 +141,25 @@ ID_LIST_CHUNK = 200
 (https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_soslsoql.htm)."""
 
 
-def _without_renditions(sf: SalesforceClient, sources: list[dict[str, Any]],
-                        variants: tuple[Variant, ...]) -> list[dict[str, Any]]:
-    """The sources that still miss a variant, in their order (one query per 200 sources, not one each).
-
-    This only picks the work; each file's variants are asked again under its lock before anything is
-    written, which is what keeps a rendition from being made twice.
-    """
+def _without_renditions(sf: SalesforceClient, sources: list[dict[str, Any]], variants: tuple[Variant, ...]
+                        ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """The sources that still miss a variant, in their order, and every source's existing renditions by
+    variant (one query per 200 sources, not one each). A rendition made after this query is refused by
+    Salesforce when we upload its twin (the unique rendition key), so nothing is asked again per file."""
     wanted = {v.name for v in variants}
-    have: dict[str, set[str]] = {}
+    have: dict[str, dict[str, str]] = {}
     ids = [to_18(s["Id"]) for s in sources]
     for start in range(0, len(ids), ID_LIST_CHUNK):
         listed = ",".join(f"'{i}'" for i in ids[start:start + ID_LIST_CHUNK])
-        for row in sf.query(f"SELECT {RENDITION_MARKER_FIELD}, {VARIANT_FIELD} FROM ContentVersion "
+        for row in sf.query(f"SELECT Id, {RENDITION_MARKER_FIELD}, {VARIANT_FIELD} FROM ContentVersion "
                             f"WHERE {RENDITION_MARKER_FIELD} IN ({listed})"):
-            have.setdefault(to_18(row[RENDITION_MARKER_FIELD]), set()).add(row.get(VARIANT_FIELD) or "")
-    return [s for s in sources if not wanted <= have.get(to_18(s["Id"]), set())]
+            if row.get(VARIANT_FIELD):
+                have.setdefault(to_18(row[RENDITION_MARKER_FIELD]), {})[row[VARIANT_FIELD]] = row["Id"]
+    return [s for s in sources if not wanted <= set(have.get(to_18(s["Id"]), {}))], have
 
 
 def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], variants: tuple[Variant, ...],
-                record_hint: str | None) -> list[dict[str, Any]]:
+                record_hint: str | None, existing: dict[str, str]) -> list[dict[str, Any]]:
     size = int(source.get("ContentSize") or 0)
     if size > ctx.settings.max_image_bytes:
         raise ImageRejected(
@@ -162,7 +173,6 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
         raise TransientJobError(f"Another job is writing renditions of {source['Id']}; retrying later.",
                                 code="RENDITION_LOCKED")
     try:
-        existing = _existing_variants(sf, source["Id"])
         missing = [v for v in variants if v.name not in existing]
         written = [{"variant": name, "contentVersionId": cid, "existing": True} for name, cid in existing.items()]
         if not missing:
@@ -173,8 +183,7 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
                                          max_bytes=ctx.settings.max_image_bytes,
                                          max_jpeg_scans=ctx.settings.max_jpeg_scans)
         del data
-        for rendition in rendered:
-            new_id, made_now = _upload(sf, source, rendition, target)
+        for rendition, new_id, made_now in _upload_all(sf, source, rendered, target):
             mark_own_output(ctx.connection, [new_id])
             if not made_now:
                 written.append({"variant": rendition.variant.name, "contentVersionId": new_id, "existing": True})
@@ -191,32 +200,46 @@ def _resize_one(sf: SalesforceClient, ctx: JobContext, source: dict[str, Any], v
             ctx.connection.delete(lock)
 
 
-def _upload(sf: SalesforceClient, source: dict[str, Any], rendition: Rendition, target: str) -> tuple[str, bool]:
-    """Upload one rendition: (its Id, True), or (the Id of the one an earlier attempt made, False).
+def _upload_all(sf: SalesforceClient, source: dict[str, Any], rendered: list[Rendition], target: str
+                ) -> list[tuple[Rendition, str, bool]]:
+    """Upload the renditions in one call, all or none: [(rendition, its Id, made now?)], in order.
 
-    A timeout or a lost connection is simply retried later: if that upload did commit, the retry's
-    upload of the same key is refused with DUPLICATE_VALUE and lands here.
+    If Salesforce refuses one as DUPLICATE_VALUE (an earlier attempt's upload committed after we looked:
+    a killed or frozen worker, a timeout), nothing was written; those renditions are taken as made and
+    the rest sent again. A timeout or a lost connection is retried later, and lands here if it committed.
     """
-    key = rendition_key(source["Id"], rendition.variant.name)
-    try:
-        return sf.upload_content_version(_fields(source, rendition, target), rendition.data,
-                                         _filename(source, rendition)), True
-    except SalesforcePermanentError as exc:
-        if exc.code != "DUPLICATE_VALUE":
-            raise
-        rows = sf.query(f"SELECT Id FROM ContentVersion WHERE {RENDITION_KEY_FIELD} = '{key}'")
-        if not rows:
-            raise  # a unique value held by a record we cannot see: say what Salesforce said
-        event(logger, "rendition was already made by an earlier attempt", variant=rendition.variant.name,
-              content_version_id=rows[0]["Id"])
-        return str(rows[0]["Id"]), False
+    made: dict[str, tuple[str, bool]] = {}
+    pending = list(rendered)
+    while pending:
+        results = sf.upload_content_versions(
+            [(_fields(source, r, target), r.data, _filename(source, r)) for r in pending])
+        if all(result.success for result in results):
+            made.update({r.variant.name: (str(result.id), True) for r, result in zip(pending, results, strict=True)})
+            break
+        if not any("DUPLICATE_VALUE" in result.error_codes for result in results):
+            raise _refusal(results)
+        keys = ",".join(f"'{rendition_key(source['Id'], r.variant.name)}'" for r in pending)
+        rows = sf.query(f"SELECT Id, {VARIANT_FIELD} FROM ContentVersion WHERE {RENDITION_KEY_FIELD} IN ({keys})")
+        earlier = {row[VARIANT_FIELD]: str(row["Id"]) for row in rows if row.get(VARIANT_FIELD)}
+        if not earlier:
+            raise _refusal(results)  # a unique value held by a record we cannot see: say what Salesforce said
+        for variant, content_version_id in earlier.items():
+            event(logger, "rendition was already made by an earlier attempt", variant=variant,
+                  content_version_id=content_version_id)
+            made[variant] = (content_version_id, False)
+        pending = [r for r in pending if r.variant.name not in made]
+    return [(r, *made[r.variant.name]) for r in rendered]
 
 
-def _existing_variants(sf: SalesforceClient, source_id: str) -> dict[str, str]:
-    rows = sf.query(
-        f"SELECT Id, {VARIANT_FIELD} FROM ContentVersion WHERE {RENDITION_MARKER_FIELD} = '{to_18(source_id)}'"
-    )
-    return {row[VARIANT_FIELD]: row["Id"] for row in rows if row.get(VARIANT_FIELD)}
+def _refusal(results: list[SaveResult]) -> Exception:
+    """The first real error of a refused collections insert (the others only say they were rolled back)."""
+    for result in results:
+        codes = [c for c in result.error_codes if c != "ALL_OR_NONE_OPERATION_ROLLED_BACK"]
+        if codes:
+            error = SalesforceTransientError if codes[0] in TRANSIENT_CODES else SalesforcePermanentError
+            return error(f"Salesforce refused the renditions: {codes[0]}: {result.message}", code=codes[0])
+    return SalesforcePermanentError("Salesforce refused the renditions and said why for none of them.",
+                                    code="ALL_OR_NONE_OPERATION_ROLLED_BACK")
 
 
 def _publish_location(sf: SalesforceClient, source: dict[str, Any], record_hint: str | None) -> str:

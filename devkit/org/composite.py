@@ -167,13 +167,45 @@ def _save_result(record: dict[str, Any]) -> dict[str, Any]:
     return {"id": record["Id"], "success": True, "errors": []}
 
 
-def _one(state: OrgState, method: str, item: Any) -> dict[str, Any]:
+def _multipart_collection() -> tuple[Any, dict[str, Any]]:
+    """A collections insert with blobs: the ``entity_content`` JSON part first, then one binary part per
+    record, named by the record's ``attributes.binaryPartName``; ``binaryPartNameAlias`` names the blob
+    field (VersionData for ContentVersion). Up to 500 MB of files in one request
+    (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm)."""
+    from .sobjects import part_names
+
+    boundary = request.mimetype_params.get("boundary") or ""
+    names = part_names(request.get_data(cache=True), boundary) if boundary else []
+    if not names or names[0] != "entity_content":
+        raise RestError(400, "INVALID_MULTIPART_REQUEST",
+                        "The first part of a multipart collections request must be entity_content")
+    raw = request.form.get("entity_content")
+    if raw is None and "entity_content" in request.files:
+        raw = request.files["entity_content"].read().decode("utf-8")
+    try:
+        payload = json.loads(raw or "null")
+    except json.JSONDecodeError as exc:
+        raise sferrors.json_parser_error(f"Unexpected character in entity part: {exc.msg}") from exc
+    blobs = {name: storage for name, storage in request.files.items() if name != "entity_content"}
+    return payload, blobs
+
+
+def _one(state: OrgState, method: str, item: Any, blobs: dict[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise sferrors.json_parser_error("Each record must be an object")
-    sobject = (item.get("attributes") or {}).get("type")
+    attributes = item.get("attributes") or {}
+    sobject = attributes.get("type")
     if not sobject:
         raise RestError(400, "INVALID_TYPE", "Must specify a type in the attributes of each record")
     canonical = records.resolve_type(state, sobject)
+    part = attributes.get("binaryPartName")
+    if part is not None:
+        if method != "POST" or canonical != "ContentVersion" or attributes.get("binaryPartNameAlias") != "VersionData":
+            raise RestError(400, "INVALID_MULTIPART_REQUEST",
+                            "binaryPartName needs a ContentVersion insert with binaryPartNameAlias VersionData")
+        if part not in (blobs or {}):
+            raise RestError(400, "INVALID_MULTIPART_REQUEST", f"No binary part named {part}")
+        return records.create(state, canonical, item, blob=(blobs or {})[part])
     if method == "POST":
         return records.create(state, canonical, item)
     record_id = item.get("Id") or item.get("id")
@@ -191,7 +223,11 @@ def collections(version: str) -> Response:
         all_or_none = request.args.get("allOrNone", "false").lower() == "true"
         items: list[Any] = ids
     else:
-        payload = read_json(state)
+        blobs: dict[str, Any] = {}
+        if request.mimetype == "multipart/form-data":
+            payload, blobs = _multipart_collection()
+        else:
+            payload = read_json(state)
         items = payload.get("records") if isinstance(payload, dict) else None
         all_or_none = bool(payload.get("allOrNone")) if isinstance(payload, dict) else False
         if not isinstance(items, list):
@@ -218,8 +254,9 @@ def collections(version: str) -> Response:
                         records.delete(state, found[0], item)
                         results.append({"id": found[1]["Id"], "success": True, "errors": []})
                     else:
-                        results.append(_save_result(_one(state, request.method, item)))
+                        results.append(_save_result(_one(state, request.method, item, blobs)))
                 except RestError as exc:
+                    state.refusals.append((request.method, request.path, exc.code))
                     results.append({"success": False, "errors": [exc.save_error()]})
             if all_or_none and any(not r["success"] for r in results):
                 raise _Rollback

@@ -123,7 +123,7 @@ def create(version: str, sobject: str) -> Response:
     return json_response({"id": record["Id"], "success": True, "errors": []}, 201)
 
 
-def _part_names(raw: bytes, boundary: str) -> list[str]:
+def part_names(raw: bytes, boundary: str) -> list[str]:
     """The ``name`` of each part, in the order sent (werkzeug's form and files lose the order between them)."""
     names = []
     for chunk in raw.split(b"--" + boundary.encode("latin-1"))[1:]:
@@ -142,7 +142,7 @@ def _check_part_order(sobject: str) -> None:
     boundary = request.mimetype_params.get("boundary")
     if not boundary:
         raise RestError(400, "INVALID_MULTIPART_REQUEST", "Multipart message has no boundary")
-    names = _part_names(request.get_data(cache=True), boundary)
+    names = part_names(request.get_data(cache=True), boundary)
     if not names or not names[0].startswith("entity_"):
         raise RestError(400, "INVALID_MULTIPART_REQUEST",
                         "The first part of a multipart message must be the non-binary entity_* JSON part")

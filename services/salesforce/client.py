@@ -239,14 +239,63 @@ class SalesforceClient:
 
         return self._call(lambda sf: fetch())
 
-    def upload_content_version(self, fields: dict[str, Any], data: bytes, filename: str) -> str:
-        """Create a ContentVersion by multipart upload (no 37.5 MB base64 ceiling; see the blob-insert page above)."""
-        files = {
-            "entity_content": (None, json.dumps(fields), "application/json"),
-            "VersionData": (filename, data, "application/octet-stream"),
-        }
-        response = self._call(lambda sf: self._raw("POST", "sobjects/ContentVersion", files=files))
-        return str(response.json()["id"])
+    def upload_content_versions(self, uploads: list[tuple[dict[str, Any], bytes, str]]) -> list[SaveResult]:
+        """Create several ContentVersions in **one** call, together or not at all: an sObject Collections insert
+        with ``allOrNone`` and one binary part per file (``binaryPartName`` / ``binaryPartNameAlias``
+        VersionData; up to 500 MB of files,
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm).
+
+        Returns one :class:`SaveResult` per upload, in order. When any record fails, every one does (the
+        others with ALL_OR_NONE_OPERATION_ROLLED_BACK) and nothing was created.
+        """
+        records = [{"attributes": {"type": "ContentVersion", "binaryPartName": f"file{i}",
+                                   "binaryPartNameAlias": "VersionData"}, **fields}
+                   for i, (fields, _, _) in enumerate(uploads)]
+        parts: list[tuple[str, tuple[str | None, Any, str]]] = [
+            ("entity_content", (None, json.dumps({"allOrNone": True, "records": records}), "application/json"))]
+        parts += [(f"file{i}", (filename, data, "application/octet-stream"))
+                  for i, (_, data, filename) in enumerate(uploads)]
+        response = self._call(lambda sf: self._raw("POST", "composite/sobjects", files=parts))
+        return [SaveResult.of(item) for item in response.json()]
+
+    def composite(self, subrequests: list[tuple[str, str]]) -> dict[str, Any]:
+        """Several GETs in **one** API call (Composite; "the entire request counts as a single call toward your
+        API limits", https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite.htm).
+
+        ``subrequests`` are (referenceId, URL relative to the versioned base); returns each body by reference.
+        A subrequest that failed raises as that call alone would.
+        """
+        body = {"allOrNone": False, "compositeRequest": [
+            {"method": "GET", "url": f"/services/data/v{self._api_version}/{url}", "referenceId": ref}
+            for ref, url in subrequests]}
+        result = self._call(lambda sf: _json_object(sf.restful("composite", method="POST", json=body)))
+        out: dict[str, Any] = {}
+        for sub in result.get("compositeResponse", []):
+            if int(sub.get("httpStatusCode", 500)) >= 300:
+                raise classify(SalesforceError(sub.get("referenceId", ""), int(sub["httpStatusCode"]),
+                                               "composite", sub.get("body")))
+            out[str(sub.get("referenceId"))] = sub.get("body")
+        return out
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """One record's outcome in an sObject Collections call: its Id, or its errors' codes and messages."""
+
+    id: str | None
+    error_codes: tuple[str, ...]
+    message: str
+
+    @property
+    def success(self) -> bool:
+        return self.id is not None
+
+    @classmethod
+    def of(cls, item: dict[str, Any]) -> SaveResult:
+        errors = item.get("errors") or []
+        codes = tuple(str(e.get("statusCode") or e.get("errorCode") or "") for e in errors)
+        message = "; ".join(str(e.get("message", "")) for e in errors)
+        return cls(str(item["id"]) if item.get("success") and item.get("id") else None, codes, message)
 
 
 def _iter(response: requests.Response) -> Iterator[bytes]:

@@ -50,10 +50,8 @@ def test_nothing_acknowledged_is_lost_across_a_redis_restart(own_redis) -> None:
         acked: dict[int, str] = {}
         refused: list[int] = []
         for i, cv in enumerate(contacts):
-            if i == 5:  # a job is certainly mid-flight: its second upload is held by the org
-                org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", delay=0.001,
-                                               count=1))
-                held = org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", delay=1.0,
+            if i == 5:  # a job is certainly mid-flight: its renditions upload is held by the org
+                held = org.state.faults.add(FaultRule(pattern="*/composite/sobjects", method="POST", delay=1.0,
                                                       count=1))
                 status, job_id = callout(stack, cv, idempotency_key=f"restart-{i}")
                 acked[i] = str(job_id)

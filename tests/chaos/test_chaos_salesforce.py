@@ -29,7 +29,7 @@ def test_error_bursts_and_expired_tokens(chaos_stack: LocalStack, own_redis) -> 
     # At most one failure per job's first attempt (9 faults, 10 jobs), so each job needs <= 1 retry.
     faults.add(FaultRule(pattern="*/query*", error="SERVER_UNAVAILABLE", count=3))
     faults.add(FaultRule(pattern="*/VersionData", error="REQUEST_LIMIT_EXCEEDED", count=3))
-    faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", error="UNABLE_TO_LOCK_ROW", count=3))
+    faults.add(FaultRule(pattern="*/composite/sobjects", method="POST", error="UNABLE_TO_LOCK_ROW", count=3))
     job_ids = []
     for i, cv in enumerate(sources):
         if i == 5:
@@ -77,7 +77,7 @@ def test_a_slow_org_times_out_calls_and_still_writes_once(own_redis) -> None:
         sources = [cv for _, cv in seed_photos(slow, 2)]
         faults = slow.org.state.faults
         faults.add(FaultRule(pattern="*/query*", delay=3.0, count=1))
-        faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", delay=5.5, count=1))
+        faults.add(FaultRule(pattern="*/composite/sobjects", method="POST", delay=5.5, count=1))
         job_ids = [callout(slow, cv)[1] for cv in sources]
         assert all(job_ids)
         wait_all_ended(conn, job_ids, 90, slow)

@@ -30,7 +30,8 @@ from tests.support.orgtools import renditions_of
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
-UPLOAD = "*/sobjects/ContentVersion"
+UPLOAD = "*/composite/sobjects"
+"""Renditions are uploaded in one sObject Collections call per source."""
 
 
 def test_three_random_horse_kills_over_twenty_jobs(chaos_stack: LocalStack, own_redis) -> None:
@@ -79,16 +80,15 @@ def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis
     with LocalStack(redis_url=own_redis.url, workers=1, env=FAST_RETRY_ENV) as stack:
         [(_, source)] = seed_photos(stack, 1)
         org = stack.org
-        org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.001, count=1))
         held = org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=5, error="SERVER_UNAVAILABLE",
                                               count=1))
         status, job_id = callout(stack, source)
         assert status == 202 and job_id
-        wait_for(lambda: held.fired, 30, "the second upload", stack)
+        wait_for(lambda: held.fired, 30, "the renditions upload", stack)
         [worker] = stack.worker_processes
         os.killpg(worker.pid, signal.SIGKILL)  # the dyno dies: every process at once
         worker.wait(timeout=10)
-        assert len(renditions_of(org, source)) == 1
+        assert renditions_of(org, source) == []  # the held upload is answered 503: all or none, so none
         stack.add_worker()
         wait_all_ended(conn, [job_id], 90, stack)
         assert_exactly_once(stack, [source])
@@ -96,18 +96,17 @@ def test_a_whole_worker_killed_mid_job_is_recovered_by_the_next_worker(own_redis
 
 
 def test_a_frozen_worker_whose_job_is_taken_over_does_not_write_twice(chaos_stack: LocalStack, own_redis) -> None:
-    """SIGSTOP of the process running a job, mid-job, past its heartbeat: the other worker takes the job over
-    and finishes it. Then the frozen one wakes (SIGCONT) and carries on where it stopped, with the same job
-    id (so the per-file lock lets it in). Its uploads are refused by Salesforce (DUPLICATE_VALUE on the unique
+    """SIGSTOP of the process running a job, mid-download, past its heartbeat: the other worker takes the job
+    over and finishes it. Then the frozen one wakes (SIGCONT) and carries on where it stopped, with the same
+    job id (so the per-file lock lets it in). Its upload is refused by Salesforce (DUPLICATE_VALUE on the unique
     rendition key) and taken as done: one rendition per variant. Its completion event may be a second one
     for the job, with the same Job_Id__c, which subscribers dedupe."""
     conn = redis.Redis.from_url(own_redis.url)
     [(_, source)] = seed_photos(chaos_stack, 1)
-    chaos_stack.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=0.001, count=1))
-    held = chaos_stack.org.state.faults.add(FaultRule(pattern=UPLOAD, method="POST", delay=1.0, count=1))
+    held = chaos_stack.org.state.faults.add(FaultRule(pattern="*/VersionData", method="GET", delay=1.0, count=1))
     status, job_id = callout(chaos_stack, source)
     assert status == 202 and job_id
-    wait_for(lambda: held.fired, 30, "the job's second upload", chaos_stack)
+    wait_for(lambda: held.fired, 30, "the job's download", chaos_stack)
     [frozen] = wait_for(lambda: busy_horses(chaos_stack), 5, "the process running the job", chaos_stack)
     frozen.send_signal(signal.SIGSTOP)
     try:

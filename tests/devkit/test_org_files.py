@@ -165,3 +165,35 @@ def test_multipart_parts_in_the_documented_order_and_names_only(org: EmulatedOrg
     good = _multipart_body([(name, *parts[name]) for name in ("entity_content", "VersionData")])
     assert api.post("/sobjects/ContentVersion", data=good,
                     headers={"Content-Type": 'multipart/form-data; boundary="b"'}).status_code == 201
+
+
+def _collection_body(records: list[dict], blobs: dict[str, bytes]) -> bytes:
+    out = ('--b\r\nContent-Disposition: form-data; name="entity_content"\r\nContent-Type: application/json\r\n\r\n'
+           + json.dumps({"allOrNone": True, "records": records}) + "\r\n").encode()
+    for name, data in blobs.items():
+        out += (f'--b\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.jpg"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+    return out + b"--b--\r\n"
+
+
+def _record(part: str, account: str) -> dict:
+    return {"attributes": {"type": "ContentVersion", "binaryPartName": part, "binaryPartNameAlias": "VersionData"},
+            "PathOnClient": f"{part}.jpg", "FirstPublishLocationId": account}
+
+
+def test_a_collections_insert_carries_several_files_in_one_call(org: EmulatedOrg, api: Api, account: str) -> None:
+    calls = org.state.api_calls
+    body = _collection_body([_record("f0", account), _record("f1", account)], {"f0": b"zero", "f1": b"one"})
+    response = api.post("/composite/sobjects", data=body, headers={"Content-Type": 'multipart/form-data; boundary="b"'})
+    assert response.status_code == 200 and all(r["success"] for r in response.json())
+    ids = [r["id"] for r in response.json()]
+    assert [org.state.blob_path(i).read_bytes() for i in ids] == [b"zero", b"one"]
+    assert org.state.api_calls == calls + 1
+
+
+def test_a_collections_insert_missing_a_binary_part_writes_nothing(org: EmulatedOrg, api: Api, account: str) -> None:
+    body = _collection_body([_record("f0", account), _record("f1", account)], {"f0": b"zero"})
+    response = api.post("/composite/sobjects", data=body, headers={"Content-Type": 'multipart/form-data; boundary="b"'})
+    codes = [r["errors"][0]["statusCode"] for r in response.json()]
+    assert codes == ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "INVALID_MULTIPART_REQUEST"]
+    assert org.state.all_records("ContentVersion") == []

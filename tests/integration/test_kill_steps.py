@@ -47,7 +47,8 @@ from tests.support.stacktools import submit, wait_for
 pytestmark = pytest.mark.integration
 
 VARIANTS = {"large", "medium", "thumb"}
-UPLOAD = "*/sobjects/ContentVersion"
+UPLOAD = "*/composite/sobjects"
+"""Renditions are uploaded in one sObject Collections call per source."""
 EVENT = f"*/sobjects/{COMPLETION_EVENT}"
 HOLD_S = 6.0
 """How long the emulator holds the chosen request: ample time to find and kill the process running the job."""
@@ -74,10 +75,9 @@ class Step:
 
 STEPS = [
     Step("download-in-flight", "re:/sobjects/ContentVersion/[^/]+/VersionData$", "GET", 0, 0),
-    Step("downloaded-and-rendered", UPLOAD, "POST", 0, 0),
-    Step("after-first-upload", UPLOAD, "POST", 1, 1),
-    Step("after-second-upload", UPLOAD, "POST", 2, 2),
-    Step("after-third-upload-not-finished", EVENT, "POST", 0, 3),
+    # The three renditions go in one all-or-none collections call: there is no "after the first upload".
+    Step("downloaded-rendered-uploading", UPLOAD, "POST", 0, 0),
+    Step("uploaded-not-finished", EVENT, "POST", 0, 3),
 ]
 
 

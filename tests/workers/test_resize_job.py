@@ -281,7 +281,7 @@ def test_a_fresh_token_refused_too_is_retried_not_failed(org, worker_env, redis_
     """Two INVALID_SESSION_ID in a row (the cached token and a new one) used to fail the job for good."""
     account = create_record(org, "Account", Name="Sessions")
     source = upload_file(org, account, photo_jpeg(800, 600), "sessions.jpg")
-    org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion/*", method="GET", error="INVALID_SESSION_ID",
+    org.state.faults.add(FaultRule(pattern="*/composite", method="POST", error="INVALID_SESSION_ID",
                                    count=2))
     job_id = enqueue(redis_conn, {"contentVersionId": source}, "sessions")
     run_jobs()
@@ -346,7 +346,7 @@ def test_renditions_another_attempt_commits_while_this_one_renders_are_taken_not
     key) and the job takes the one that is there."""
     account = create_record(org, "Account", Name="4 Settle Lane")
     source = upload_file(org, account, photo_jpeg(800, 600), "settle.jpg")
-    held = org.state.faults.add(FaultRule(pattern="*/sobjects/ContentVersion", method="POST", delay=1.5, count=1))
+    held = org.state.faults.add(FaultRule(pattern="*/composite/sobjects", method="POST", delay=1.5, count=1))
     earlier: list[str] = []
 
     def an_earlier_attempt_commits() -> None:
@@ -461,3 +461,20 @@ def test_a_file_in_a_personal_library_only_is_skipped_not_failed(owner, org, wor
     assert view["skipped"]["code"] == expected and "Share it with a record" in view["skipped"]["reason"]
     [event] = _events_of(org, job_id)
     assert event["Status__c"] == "Skipped" and event["Error__c"].startswith(expected)
+
+
+def test_a_photo_costs_the_org_four_api_calls(org, worker_env, redis_conn, run_jobs) -> None:
+    """Issue 16: metadata + existing renditions (one Composite), the download, the three renditions (one
+    collections insert) and the completion event. Counted by the org, as its daily allowance counts them."""
+    account = create_record(org, "Account", Name="4 Calls Court")
+    source = upload_file(org, account, photo_jpeg(1200, 800), "four.jpg")
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "four-calls")
+    run_jobs()  # warms the shared token: a login is not an API call, but keep it out of the count anyway
+    other = upload_file(org, account, photo_jpeg(1200, 800, seed=3), "four-b.jpg")
+    second = enqueue(redis_conn, {"contentVersionId": other}, "four-calls-b")
+    before = org.state.api_calls
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    assert fetch_job(redis_conn, second).get_status() == "finished"
+    assert len(renditions_of(org, other)) == 3 and len(_events_of(org, second)) == 1
+    assert org.state.api_calls - before == 4
