@@ -313,6 +313,12 @@ class Settings:
         "Largest request body the receiver reads (an Outbound Message holds up to 100 notifications).",
         _positive_int,
     )
+    body_timeout: int = setting(
+        "OFFLOAD_BODY_TIMEOUT",
+        "10",
+        "Seconds a request body may take to arrive; a slower one is answered 408 and its connection closed.",
+        _positive_int,
+    )
     signature_max_age: int = setting(
         "OFFLOAD_SIGNATURE_MAX_AGE", "300", "Seconds a signed callout's sentAt may differ from now.",
         _positive_int,

@@ -3,6 +3,29 @@
 Every value says why. gunicorn reads this file because the Procfile passes
 ``--config services/receiver/gunicorn_conf.py``; environment variables still win for the usual
 knobs (``PORT``, ``WEB_CONCURRENCY``, ``GUNICORN_CMD_ARGS``).
+
+Slow clients (Offload issue 15). gunicorn's sync worker serves one connection at a time, reading the
+request itself, so it "requires a buffering proxy (nginx, HAProxy) for production"
+(https://gunicorn.org/design, "Worker Types"; https://docs.gunicorn.org/en/stable/deploy.html: "When
+using the default synchronous workers you must ensure the proxy buffers slow clients; otherwise Gunicorn
+becomes vulnerable to denial-of-service attacks"). Heroku's router is not such a proxy for request
+bodies: it reads the request line and headers before it picks a dyno but streams the body through
+(https://devcenter.heroku.com/articles/http-routing#request-buffering; Heroku's own nginx buildpack says
+the router "buffers only the headers of inbound requests" and so "engages the dyno during the entire body
+transfer", https://github.com/heroku/heroku-buildpack-nginx), and its 30 s timeout starts only once the
+whole body has reached the dyno (https://devcenter.heroku.com/articles/request-timeout). Under 3 sync
+workers three slow clients stopped the receiver (0 of 20 probes answered over 50 s), and one body
+promising more than it sent held a worker until gunicorn's 30 s timeout killed it.
+
+So: gthread workers, each with :data:`threads` threads, and no worker process takes more connections
+than it has threads (:data:`worker_connections`), so a connection is never queued behind a slow one
+inside a process while another process has room; a body that has not all arrived within
+``OFFLOAD_BODY_TIMEOUT`` seconds (10) is answered 408 and frees its thread
+(services/receiver/deadline.py). A connection that sends nothing at all is closed after gunicorn's 5 s
+wait for data; slow *headers* hold a thread until they end (gunicorn has no header deadline), which on
+Heroku cannot happen because the router has read them first, and elsewhere is bounded by the thread count
+and gunicorn's limits on header count and size. ``bench/slow_clients.py`` measures it: /healthz and a
+signed callout stay answered in milliseconds with 50 slow connections open (docs/benchmarks.md).
 """
 
 import os
@@ -12,13 +35,18 @@ import os
 # environments, which our dynos are not.)
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 
-# Sync workers, 2-3 per core. gthread was measured to park every keep-alive
-# connection on one worker process in about half the runs on 2 cores, halving
-# throughput; sync workers close each connection, which spreads load evenly
-# (docs/benchmarks.md). WEB_CONCURRENCY is Heroku's
-# convention for the worker count and is set per dyno size.
-worker_class = "sync"
+# 3 worker processes on 2 cores (WEB_CONCURRENCY is Heroku's convention for the count, set per dyno
+# size), each a pool of threads, so a slow client costs one thread, not a whole process (see the
+# module docstring). The threads mostly wait on sockets; the GIL still lets each process run one
+# request's Python at a time, so throughput matches sync workers (docs/benchmarks.md).
+worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+threads = 64
+
+# A worker stops accepting once it holds as many connections as it has threads, so a new connection
+# waits in the kernel's queue for a process with a free thread instead of inside a busy one (gunicorn's
+# default, 1000, lets one process take connections it cannot serve yet).
+worker_connections = threads
 
 # Heroku's router terminates TLS and says so in X-Forwarded-Proto
 # (https://devcenter.heroku.com/articles/http-routing#heroku-headers); it connects from addresses we
@@ -37,8 +65,13 @@ timeout = 30
 # in-flight requests finish (Heroku Dev Center, "Dyno shutdown").
 graceful_timeout = 20
 
-# Above the Heroku router's 90 s idle timeout, so the router closes first.
-keepalive = 95
+# No keep-alive: every connection is closed after its response, as the sync workers did. gthread keeps an
+# idle keep-alive connection on the process that accepted it; measured with wrk's 16 kept-alive
+# connections on 2 cores, that parked them all on one worker process in about half the runs and halved
+# throughput. Closing each connection lets whichever process is free take the next request. Heroku's
+# router opens a connection per request anyway
+# (https://devcenter.heroku.com/articles/http-routing#dyno-connection-behavior-on-the-common-runtime).
+keepalive = 0
 
 # Logs to stdout (Heroku collects them), access log in logfmt with the router's request id.
 accesslog = "-"

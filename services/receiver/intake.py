@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from flask import Request
 from marshmallow import Schema
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from services import keys
 from services.clock import utc_iso
@@ -28,7 +28,8 @@ from services.errors import EnqueueFailed, IdempotencyKeyReused, RecordTypeNotAl
 from services.processes.base import Process
 from services.queue import Delivery, admit
 from services.queue.loopguard import own_output_key
-from services.receiver.runtime import Runtime
+from services.receiver.deadline import DEADLINES
+from services.receiver.runtime import Runtime, get_runtime
 from services.sfids import standard_sobject
 
 
@@ -203,21 +204,46 @@ def header(req: Request, name: str) -> str | None:
 
 
 def read_body(req: Request) -> bytes:
-    """The raw body, refused with 413 before reading when ``Content-Length`` is over the app's cap.
+    """The raw body, refused with 413 before reading when ``Content-Length`` is over the app's cap, and with
+    408 when it has not all arrived within ``OFFLOAD_BODY_TIMEOUT`` seconds (:mod:`services.receiver.deadline`).
 
     With a ``Content-Length`` within the cap this reads exactly that many bytes from the server's input
     stream, which is what werkzeug's ``get_data`` ends up doing through a size-limited wrapper stream and
     a read-until-empty loop (two more reads of gunicorn's body). Without one (chunked uploads) the body is
     read up to one byte past the cap; without a cap, werkzeug's own reader applies.
+
+    A client that promises more than it sends would otherwise hold the thread reading its body for as long
+    as it trickles bytes: Heroku's router does not buffer request bodies (see the module above).
     """
     length, limit = req.content_length, req.max_content_length
     if limit is None:
         return req.get_data(cache=False)
-    if length is None:
-        return _read_unsized(req.environ["wsgi.input"], limit)
-    if length > limit:
+    if length is not None and length > limit:
         raise RequestEntityTooLarge()
-    return req.environ["wsgi.input"].read(length)
+    if length == 0:
+        return b""
+    seconds = get_runtime().settings.body_timeout
+    watch = DEADLINES.arm(req.environ, seconds)
+    stream = req.environ["wsgi.input"]
+    try:
+        body = _read_unsized(stream, limit) if length is None else stream.read(length)
+    except Exception:
+        if watch is not None and watch.fired:  # gunicorn's chunked reader raises at the cut-off
+            raise _timed_out(seconds) from None
+        raise
+    finally:
+        if watch is not None:
+            watch.done = True
+    if watch is not None and watch.fired and (length is None or len(body) < length):
+        raise _timed_out(seconds)
+    return body
+
+
+def _timed_out(seconds: int) -> RequestTimeout:
+    return RequestTimeout(
+        f"The request body did not arrive within OFFLOAD_BODY_TIMEOUT ({seconds} s); nothing was queued. "
+        "Send the request again."
+    )
 
 
 def _read_unsized(stream: Any, limit: int) -> bytes:
