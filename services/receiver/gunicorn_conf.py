@@ -38,7 +38,8 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # 3 worker processes on 2 cores (WEB_CONCURRENCY is Heroku's convention for the count, set per dyno
 # size), each a pool of threads, so a slow client costs one thread, not a whole process (see the
 # module docstring). The threads mostly wait on sockets; the GIL still lets each process run one
-# request's Python at a time, so throughput matches sync workers (docs/benchmarks.md).
+# request's Python at a time; measured: ~28 % less saturation throughput than sync workers, the price of
+# staying up under slow clients (docs/benchmarks.md, "Slow clients and gthread workers").
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 threads = 64
