@@ -128,6 +128,9 @@ class LocalStack:
                 "WEB_CONCURRENCY": str(self.web_concurrency),
                 "OFFLOAD_CALLOUT_SECRETS": self.callout_secret,
                 "OFFLOAD_SECRET_KEY": secrets.token_hex(16),
+                # One work process per worker unless asked: the tests count processes, and a laptop's
+                # CPU count says little about a dyno's (``services/dyno.py``).
+                "OFFLOAD_WORKER_CONCURRENCY": "1",
                 **self.env,
             }
             self._web = self._spawn("web", "web.log")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from services.dyno import default_worker_concurrency
 from services.errors import ConfigError
 from services.sfids import is_valid_id, standard_sobject, to_18
 from services.variants import DEFAULT_VARIANTS_SPEC, Variant, parse_variants
@@ -113,6 +114,13 @@ def _positive_int(name: str, raw: str) -> int:
     if value <= 0:
         raise ConfigError(f"Set {name} to a number above zero (got {raw!r}).")
     return value
+
+
+def _concurrency(name: str, raw: str) -> int:
+    """``auto`` (one per CPU, as the memory holds: :func:`services.dyno.default_worker_concurrency`) or a number."""
+    if raw.strip().lower() == "auto":
+        return default_worker_concurrency()
+    return _positive_int(name, raw)
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -341,6 +349,13 @@ class Settings:
         "1000",
         "Jobs a work process runs before a fresh one replaces it (returns memory Pillow leaves fragmented).",
         _positive_int,
+    )
+    worker_concurrency: int = setting(
+        "OFFLOAD_WORKER_CONCURRENCY",
+        "auto",
+        "Work processes one `python -m workers` runs side by side; auto: one per CPU, as many as the dyno's "
+        "memory holds at 512 MB each (Standard-1X: 1, Standard-2X: 2, Performance-L: 8).",
+        _concurrency,
     )
     retry_base_seconds: float = setting(
         "OFFLOAD_RETRY_BASE_SECONDS",

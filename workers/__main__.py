@@ -9,8 +9,9 @@ through leaves no duplicates (see ``workers/resize_job.py``).
 
 Three ways to run jobs (``workers/worker.py``, ``workers/supervisor.py``):
 
-* default: a supervised **work process** runs jobs one after another and is
-  replaced when it crashes or after ``OFFLOAD_WORKER_MAX_JOBS`` jobs;
+* default: ``OFFLOAD_WORKER_CONCURRENCY`` supervised **work processes** (one per CPU
+  as the dyno's memory holds) each run jobs one after another and are replaced when
+  they crash or after ``OFFLOAD_WORKER_MAX_JOBS`` jobs;
 * ``--fork-per-job``: rq's ``HerokuWorker``, a fresh fork for every job (the most
   isolation, ~15 % slower on photos);
 * ``--in-process``: the work process alone, unsupervised (for debugging).
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     keep_heap_between_jobs()  # one process runs many jobs: keep its buffers mapped (workers/heap.py)
     if args.in_process:
         return work(InProcessWorker)
-    supervisor = Supervisor(lambda name: work(InProcessWorker, name, settings.worker_max_jobs), connection, names)
+    supervisor = Supervisor(lambda name: work(InProcessWorker, name, settings.worker_max_jobs), connection, names,
+                            concurrency=settings.worker_concurrency)
+    event(logger, "supervising work processes", concurrency=settings.worker_concurrency)
     return supervisor.run()
 
 

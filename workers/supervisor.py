@@ -1,4 +1,4 @@
-"""``python -m workers``' default: one long-lived work process, watched and replaced by its parent.
+"""``python -m workers``' default: long-lived work processes, each watched and replaced by their parent.
 
 rq's forking worker isolates every job in a fresh ``fork()``. On a photo job that isolation costs
 ~15 % of the job's time (``bench/rq_overhead.py``): the new process faults in every page of the ~100 MB
@@ -27,6 +27,17 @@ per *work process*, not once per job:
   code ``JobTimeoutException``, retried like any timeout), so a later job runs in a fresh work process
   instead of waiting behind it. See :class:`JobDeadline`.
 
+**Several per dyno** (``OFFLOAD_WORKER_CONCURRENCY``, default one per CPU as the memory holds,
+:func:`services.dyno.default_worker_concurrency`): each work process is an rq worker of its own (its own
+name, registration, heartbeat and deadline page), so everything above holds for each one alone, and a crash
+of one leaves the others' jobs running. rq's ``WorkerPool`` (rq 2.x, ``rq/worker_pool.py``) also keeps N
+forked workers alive, but it would lose what the supervisor adds: it respawns a dead worker without handing
+its job to rq's retry at once (the job waits for its heartbeat to lapse and a later maintenance), without
+back-off when crashes repeat, without ``max_jobs`` retirement or our Redis reconnect loop (its ``run_worker``
+calls ``work()`` itself), and without the hard job deadline or the orphaned-scheduler clean-up. So the
+supervisor keeps its own loop, generalised to N slots, and uses rq's parts below it (the worker class,
+``register_death``, ``StartedJobRegistry.cleanup``).
+
 The work process's rq scheduler is its own child. So that a crash cannot orphan it (holding the
 scheduler lock), the supervisor makes itself the *child subreaper* (Linux ``prctl``): orphans come to
 it, and it stops them with SIGTERM, on which rq's scheduler releases its lock.
@@ -46,6 +57,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 import redis
@@ -142,72 +154,118 @@ def job_deadline() -> JobDeadline | None:
     return _deadline
 
 
+@dataclass
+class _Slot:
+    """One work process the supervisor keeps running, and what it knows about it."""
+
+    deadline: JobDeadline
+    pid: int | None = None
+    name: str = ""
+    started: float = 0.0
+    crashes: int = 0
+    """Crashes in a row, each within :data:`STABLE_AFTER_S` of its start (the back-off step)."""
+    respawn_at: float | None = None
+    """Set while waiting out a crash back-off: when to start the next work process."""
+
+
 class Supervisor:
-    """Run ``work(name)`` in a forked work process, again and again, until told to stop.
+    """Keep ``concurrency`` work processes running ``work(name)`` (each forked from this process) until told to stop.
 
     ``work`` runs in the child and returns its exit status (0: done, :data:`EXIT_RETIRED`: replace me,
-    :data:`EXIT_GAVE_UP` or 2: stop everything). Anything else, or death by a signal, is a crash.
+    :data:`EXIT_GAVE_UP` or 2: stop everything). Anything else, or death by a signal, is a crash. Each work
+    process is watched on its own: its crash, back-off, retirement and deadline touch no other one.
     """
 
-    def __init__(self, work: Callable[[str], int], connection: redis.Redis, queue_names: Iterable[str]) -> None:
+    def __init__(self, work: Callable[[str], int], connection: redis.Redis, queue_names: Iterable[str],
+                 concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._work = work
         self._connection = connection
         self._queue_names = tuple(queue_names)
-        self._child: int | None = None
         self._stopping = False
-        self._deadline = JobDeadline()
+        # Every deadline page is mapped here, before any fork, so each work process shares its own with us.
+        self._slots = [_Slot(JobDeadline()) for _ in range(concurrency)]
 
     def run(self) -> int:
-        """Supervise until the work process ends for good; return the status to exit with."""
+        """Supervise until every work process has ended for good; return the status to exit with.
+
+        The status is the first non-zero one a work process ended with (so a work process that gave up on
+        Redis makes the dyno exit and Heroku restart it), else 0.
+        """
         _become_subreaper()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._forward_and_stop)
-        crashes = 0
-        while True:
-            name = uuid.uuid4().hex
-            started = time.monotonic()
-            self._deadline.clear()
-            self._child = self._spawn(name)
-            status, timed_out = self._watch(self._child)
-            self._child = None
-            self._reap_orphans()
-            code = os.waitstatus_to_exitcode(status)
-            if timed_out:
-                self._report_timeout(name)
-                if self._stopping:
-                    return 1
-                continue  # a deliberate kill, not a crash: replace it at once
-            if code == EXIT_RETIRED and not self._stopping:
-                event(logger, "work process retired after its share of jobs; starting a fresh one", worker=name)
-                crashes = 0
-                continue
-            if code in (0, EXIT_RETIRED, EXIT_GAVE_UP, 2):
-                return 0 if code == EXIT_RETIRED else code
-            if self._stopping and code in (-signal.SIGTERM, -signal.SIGINT):
-                return 0  # stopped before rq installed its handlers: it had not taken a job yet
-            self._report_crash(name, code)
+        status = 0
+        for slot in self._slots:
+            self._start(slot)
+        while any(slot.pid is not None or slot.respawn_at is not None for slot in self._slots):
+            for slot in self._slots:
+                if slot.pid is not None:
+                    ended = self._poll(slot)
+                    if ended is not None:
+                        final = self._after_exit(slot, *ended)
+                        if final is not None:
+                            status = status or final
+                            if final in (EXIT_GAVE_UP, 2):
+                                self._stop_all(signal.SIGTERM)  # Redis is gone for all, or the config is wrong
+                elif slot.respawn_at is not None:
+                    if self._stopping:
+                        slot.respawn_at = None  # asked to stop while waiting to replace it: nothing in flight
+                    elif time.monotonic() >= slot.respawn_at:
+                        self._start(slot)
+            time.sleep(WATCH_INTERVAL_S)
+        return status
+
+    def _start(self, slot: _Slot) -> None:
+        slot.name = uuid.uuid4().hex
+        slot.started = time.monotonic()
+        slot.respawn_at = None
+        slot.deadline.clear()
+        slot.pid = self._spawn(slot)
+
+    def _poll(self, slot: _Slot) -> tuple[int, bool] | None:
+        """The work process's (wait status, killed for its deadline) once it has ended; None while it runs."""
+        assert slot.pid is not None
+        try:
+            done, status = os.waitpid(slot.pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0, False
+        if done == slot.pid:
+            return status, False
+        if slot.deadline.passed():
+            event(logger, "job still running past its timeout (stuck outside Python); killing the work process",
+                  logging.ERROR, pid=slot.pid, grace_s=HARD_DEADLINE_GRACE_S)
+            _signal(slot.pid, signal.SIGKILL)
+            return _wait(slot.pid), True
+        return None
+
+    def _after_exit(self, slot: _Slot, status: int, timed_out: bool) -> int | None:
+        """Deal with a work process that ended: replace it (None) or let it rest (its final status)."""
+        slot.pid = None
+        self._reap_orphans()
+        code = os.waitstatus_to_exitcode(status)
+        if timed_out:
+            self._report_timeout(slot.name)
             if self._stopping:
                 return 1
-            crashes = 1 if time.monotonic() - started > STABLE_AFTER_S else crashes + 1
-            self._pause(CRASH_BACKOFF_S[min(crashes, len(CRASH_BACKOFF_S)) - 1])
-            if self._stopping:
-                return 0  # asked to stop while waiting to replace it: nothing is in flight
-
-    def _watch(self, pid: int) -> tuple[int, bool]:
-        """Wait for the work process; kill it if its job outlives the deadline. Returns (status, killed)."""
-        while True:
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                return 0, False
-            if done == pid:
-                return status, False
-            if self._deadline.passed():
-                event(logger, "job still running past its timeout (stuck outside Python); killing the work process",
-                      logging.ERROR, pid=pid, grace_s=HARD_DEADLINE_GRACE_S)
-                _signal(pid, signal.SIGKILL)
-                return _wait(pid), True
-            time.sleep(WATCH_INTERVAL_S)
+            self._start(slot)  # a deliberate kill, not a crash: replace it at once
+            return None
+        if code == EXIT_RETIRED and not self._stopping:
+            event(logger, "work process retired after its share of jobs; starting a fresh one", worker=slot.name)
+            slot.crashes = 0
+            self._start(slot)
+            return None
+        if code in (0, EXIT_RETIRED, EXIT_GAVE_UP, 2):
+            return 0 if code == EXIT_RETIRED else code
+        if self._stopping and code in (-signal.SIGTERM, -signal.SIGINT):
+            return 0  # stopped before rq installed its handlers: it had not taken a job yet
+        self._report_crash(slot.name, code)
+        if self._stopping:
+            return 1
+        slot.crashes = 1 if time.monotonic() - slot.started > STABLE_AFTER_S else slot.crashes + 1
+        slot.respawn_at = time.monotonic() + CRASH_BACKOFF_S[min(slot.crashes, len(CRASH_BACKOFF_S)) - 1]
+        return None
 
     def _report_timeout(self, name: str) -> None:
         try:
@@ -239,7 +297,7 @@ class Supervisor:
             publish_for_abandoned(self._connection, job_id,
                                   f"WORK_PROCESS_DIED: the process running the job died ({how}), e.g. out of memory.")
 
-    def _spawn(self, name: str) -> int:
+    def _spawn(self, slot: _Slot) -> int:
         pid = os.fork()
         if pid:
             return pid
@@ -248,10 +306,10 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
         global _deadline
-        _deadline = self._deadline
+        _deadline = slot.deadline
         code = 1
         try:
-            code = self._work(name)
+            code = self._work(slot.name)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # report anything, then die with a crash status
@@ -262,26 +320,26 @@ class Supervisor:
             os._exit(code)
 
     def _forward_and_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Stop replacing work processes; make sure the current one got the signal too.
+        """Stop replacing work processes; make sure the current ones got the signal too.
 
         Heroku signals every process itself; a signal sent only to this process (``kill <pid>``) must
-        still reach the work process. rq ignores a second SIGTERM within a second of the first.
+        still reach the work processes. rq ignores a second SIGTERM within a second of the first.
         """
-        self._stopping = True
-        if self._child is not None:
-            try:
-                os.kill(self._child, signum)
-            except ProcessLookupError:
-                pass
+        self._stop_all(signum)
 
-    def _pause(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < deadline:
-            time.sleep(min(0.2, deadline - time.monotonic()))
+    def _stop_all(self, signum: int) -> None:
+        self._stopping = True
+        for slot in self._slots:
+            if slot.pid is not None:
+                _signal(slot.pid, signum)
 
     def _reap_orphans(self) -> None:
-        """Stop what the dead work process left behind (its rq scheduler): SIGTERM, then SIGKILL."""
-        orphans = _children(os.getpid())
+        """Stop what a dead work process left behind (its rq scheduler): SIGTERM, then SIGKILL.
+
+        Orphans are re-parented to us (the subreaper), so they are our children that are not work processes.
+        """
+        working = {slot.pid for slot in self._slots if slot.pid is not None}
+        orphans = [pid for pid in _children(os.getpid()) if pid not in working]
         for pid in orphans:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5

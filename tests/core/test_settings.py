@@ -136,3 +136,27 @@ def test_offload_record_types_lists_names_and_key_prefixes() -> None:
     assert Settings.from_env({"OFFLOAD_RECORD_TYPES": "*"}).record_types.allows("User", None)
     with pytest.raises(ConfigError, match="OFFLOAD_RECORD_TYPES"):
         Settings.from_env({"OFFLOAD_RECORD_TYPES": "Account; DROP"})
+
+
+@pytest.mark.parametrize(("memory_mb", "cpus", "expected"), [
+    (512, 8, 1),     # Standard-1X: the host's 8 CPUs, 512 MB
+    (1024, 8, 2),    # Standard-2X
+    (2560, 2, 2),    # Performance-M: 2 dedicated cores
+    (14336, 8, 8),   # Performance-L
+    (300, 4, 1),     # less than one budget still runs one
+])
+def test_worker_concurrency_auto_is_one_per_cpu_as_the_memory_holds(
+    monkeypatch: pytest.MonkeyPatch, memory_mb: int, cpus: int, expected: int
+) -> None:
+    from services import dyno
+
+    monkeypatch.setattr(dyno, "memory_limit_bytes", lambda: memory_mb * 1024 * 1024)
+    monkeypatch.setattr(dyno, "cpu_count", lambda: cpus)
+    assert Settings.from_env({}).worker_concurrency == expected
+    assert Settings.from_env({"OFFLOAD_WORKER_CONCURRENCY": "AUTO"}).worker_concurrency == expected
+    assert Settings.from_env({"OFFLOAD_WORKER_CONCURRENCY": "3"}).worker_concurrency == 3
+
+
+def test_worker_concurrency_refuses_zero() -> None:
+    with pytest.raises(ConfigError, match="OFFLOAD_WORKER_CONCURRENCY"):
+        Settings.from_env({"OFFLOAD_WORKER_CONCURRENCY": "0"})

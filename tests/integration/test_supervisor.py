@@ -97,3 +97,49 @@ def test_a_work_process_retires_after_its_share_of_jobs_and_a_fresh_one_takes_ov
         [worker] = stack.worker_processes
         assert worker.poll() is None
         assert stack.log("worker-0.log").count("work process retired") >= 2
+
+
+def test_with_two_work_processes_a_crash_of_one_leaves_the_other_job_running(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    """OFFLOAD_WORKER_CONCURRENCY=2: both work processes hold a job; kill -9 one. Its job is retried at once
+    and finishes; the other job finishes in its own work process without losing a retry; the supervisor
+    replaces the dead one, so two work processes run again."""
+    with LocalStack(redis_url=redis_url, workers=1, env={**FAST_RETRY_ENV, "OFFLOAD_WORKER_CONCURRENCY": "2"}) as stack:
+        org = stack.org
+        contact = create_record(org, "Contact", LastName="Concurrent")
+        sources = [upload_file(org, contact, photo_jpeg(1000, 750, seed=seed), f"concurrent-{seed}.jpg")
+                   for seed in (41, 42)]
+        held = org.state.faults.add(FaultRule(pattern=DOWNLOAD, method="GET", delay=4.0, count=2))
+        jobs = [Job.fetch(submit(stack, source), connection=redis_conn, serializer=SERIALIZER) for source in sources]
+        wait_for(lambda: held.fired == 2, 30, "both jobs to be downloading at once", stack)
+        for job in jobs:
+            job.refresh()
+        victim, survivor = jobs
+        assert victim.worker_name and survivor.worker_name and victim.worker_name != survivor.worker_name
+        [worker] = stack.worker_processes
+        supervisor = psutil.Process(worker.pid)
+        work_processes = supervisor.children()
+        assert len(work_processes) == 2, "OFFLOAD_WORKER_CONCURRENCY=2 should run two work processes"
+        registered = Worker.find_by_key(Worker.redis_worker_namespace_prefix + victim.worker_name,
+                                        connection=redis_conn, serializer=SERIALIZER)
+        assert registered is not None and registered.pid in {p.pid for p in work_processes}
+        survivor_name = survivor.worker_name
+        psutil.Process(registered.pid).send_signal(signal.SIGKILL)
+
+        for job in jobs:
+            wait_for(lambda job=job: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60,
+                     "both jobs to end", stack)
+            assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+            job.refresh()
+        assert victim.retries_left == 2, "the killed job should have been retried exactly once"
+        assert survivor.retries_left == 3, "the other work process's job must not be disturbed"
+        assert survivor.worker_name == survivor_name
+        for source in sources:
+            assert sorted(r["Offload_Variant__c"] for r in renditions_of(org, source)) == VARIANTS
+
+        assert worker.poll() is None, "the supervisor must outlive its work process"
+        wait_for(lambda: len(supervisor.children()) == 2, 10, "the dead work process to be replaced", stack)
+        log = stack.log("worker-0.log")
+        assert "work process died while running a job" in log and victim.id in log
+        assert log.count("work process died") == 1
