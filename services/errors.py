@@ -176,6 +176,14 @@ class ApiLimitNear(JobDeferred):
     code = "API_LIMIT_NEAR"
 
 
+class ContentPublicationLimitNear(JobDeferred):
+    """The org is near its daily cap of new files and versions (``ContentPublicationLimit``: 200,000 a rolling
+    24 h, 2,500 on Developer Edition and trials): jobs pause rather than take the rest, which the org's users
+    need for their own uploads, and resume when a fresh reading of ``/limits`` shows room."""
+
+    code = "CONTENT_PUBLICATION_LIMIT_NEAR"
+
+
 class CompletionNotPublished(TransientJobError):
     """The job's work is done but Salesforce did not take its completion event: the job runs again (it finds its
     renditions made and only publishes), so a subscriber is told, possibly twice (it dedupes on Job_Id__c)."""

@@ -32,6 +32,7 @@ from rq import get_current_job
 from rq.job import Job
 from rq.suspension import is_suspended, suspend
 
+from services import keys
 from services.envelope import Envelope
 from services.errors import JobDeferred, JobSkipped, MalformedEnvelope, PermanentJobError, UnknownProcess
 from services.logs import event, log_context
@@ -109,7 +110,7 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
             if job is not None and job.retries_left is not None:
                 # rq spends a retry on the reschedule that follows; a pause is not a failed attempt.
                 job.retries_left += 1
-            pause_workers(ctx.connection, exc.defer_seconds)
+            pause_workers(ctx.connection, exc.defer_seconds, f"{exc.code}: {exc.message}")
             event(logger, "job deferred; workers pause", logging.WARNING, code=exc.code, reason=exc.message,
                   pause_s=exc.defer_seconds)
             finished("deferred", exc.code)
@@ -134,12 +135,15 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
         return result
 
 
-def pause_workers(connection: redis.Redis, seconds: int) -> None:
+def pause_workers(connection: redis.Redis, seconds: int, reason: str = "") -> None:
     """Suspend every worker for ``seconds`` with rq's own suspension (``rq suspend --duration``), so queued jobs
     stay queued instead of each one calling Salesforce to be told the same; an operator's suspension is left
-    alone (https://python-rq.org/docs/workers/#suspending-and-resuming)."""
+    alone (https://python-rq.org/docs/workers/#suspending-and-resuming). ``reason`` is kept as long as the
+    pause, for ``offload jobs``."""
     if not is_suspended(connection):
         suspend(connection, ttl=seconds)
+        if reason:
+            connection.set(keys.PAUSE_REASON, reason, ex=seconds)
 
 
 def _deadline(job: Job | None) -> contextlib.AbstractContextManager[None]:

@@ -124,6 +124,9 @@ class OrgConfig:
     token_ttl_sliding: bool = False
     api_version: str = "62.0"
     daily_api_limit: int = 100_000
+    #: New files and versions the org may publish in a rolling 24 h (``ContentPublicationLimit`` in /limits):
+    #: 200,000, or 2,500 on Developer Edition and trials (ContentVersion and ContentDocument object references).
+    content_publication_limit: int = 200_000
     max_base64_blob_chars: int = MAX_BASE64_BLOB_CHARS
     max_json_request_bytes: int = MAX_JSON_REQUEST_BYTES
     #: Which ``__e`` platform events exist. None: any name ending ``__e`` exists.

@@ -101,6 +101,8 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
     title = fields.get(lowered.get("title", ""), None) or PurePosixPath(path_on_client).stem
     with state.transaction():
         records.check_unique(state, "ContentVersion", fields)
+        if state.content_publications_remaining() <= 0:
+            raise sferrors.content_publication_limit_exceeded()
         version_id = state.ids.new_id(state.catalog.prefix("ContentVersion"))
         size, md5 = _store_bytes(state.blob_path(version_id), blob if blob is not None else b"")
         computed = {
@@ -161,6 +163,7 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
             )
         else:
             _link_new_document(state, document_id, owner, fields.get(first_key) if first_key else None)
+    state.count_content_publication()
     logger.info("ContentVersion %s v%s of %s (%d bytes)", version_id, number, document_id, size)
     return record
 

@@ -88,6 +88,10 @@ def limits(version: str) -> Response:
                 "Max": 50000,
                 "Remaining": 50000 - len(state.events),
             },
+            "ContentPublicationLimit": {
+                "Max": state.config.content_publication_limit,
+                "Remaining": state.content_publications_remaining(),
+            },
             "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             "FileStorageMB": {"Max": 10240, "Remaining": max(0, 10240 - used_mb)},
         }

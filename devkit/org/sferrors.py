@@ -51,6 +51,13 @@ def request_limit() -> RestError:
     return RestError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
 
 
+def content_publication_limit_exceeded() -> RestError:
+    """A ContentVersion past the org's daily cap of new files and versions. The message is the one users
+    report (https://github.com/douglascayers/sfdc-convert-attachments-to-chatter-files/issues/53); the error
+    code is not documented (not confirmed: LIMIT_EXCEEDED, a StatusCode of the SOAP API)."""
+    return RestError(400, "LIMIT_EXCEEDED", "ContentPublication Limit exceeded.")
+
+
 def not_found() -> RestError:
     return RestError(404, "NOT_FOUND", "The requested resource does not exist")
 

@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -90,6 +91,8 @@ class OrgState:
         self._fields: dict[str, dict[str, str]] = {}
         self.events: list[dict[str, Any]] = []
         self.api_calls = 0
+        #: When each ContentVersion was published (epoch s), for the rolling 24 h ContentPublicationLimit.
+        self.content_publications: collections.deque[float] = collections.deque()
         self.query_cursors: dict[str, tuple[list[dict], int, int]] = {}
         self._pending: list[tuple[str, dict, bool]] | None = None
         self.user_id = ""
@@ -239,6 +242,20 @@ class OrgState:
         with self.lock:
             self.api_calls += 1
             return self.api_calls
+
+    def content_publications_remaining(self, now: float | None = None) -> int:
+        """New files and versions the org may still publish in the rolling 24 h window."""
+        cutoff = (time.time() if now is None else now) - 24 * 3600
+        with self.lock:
+            while self.content_publications and self.content_publications[0] < cutoff:
+                self.content_publications.popleft()
+            return max(0, self.config.content_publication_limit - len(self.content_publications))
+
+    def count_content_publication(self) -> None:
+        """One ContentVersion published. Not undone by a rollback: an org counts a version that a failed
+        transaction took back (observed on real orgs; Salesforce does not document it either way)."""
+        with self.lock:
+            self.content_publications.append(time.time())
 
     # ----- transactions ------------------------------------------------------------------
     @contextlib.contextmanager

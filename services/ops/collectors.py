@@ -30,6 +30,7 @@ from prometheus_client.utils import floatToGoString
 from services import keys
 from services.logs import event
 from services.ops.counters import JOB_DURATION_BUCKETS, QUEUE_WAIT_BUCKETS
+from services.salesforce import allowance
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +163,18 @@ class RedisCollector:
                                     "allowance.", value=limit)
             yield GaugeMetricFamily("offload_salesforce_daily_api_remaining", "API requests the org has "
                                     "left today.", value=max(0.0, limit - used))
+        publications = allowance.estimate(self.connection)
+        if publications is not None:
+            yield GaugeMetricFamily("offload_salesforce_content_publication_limit", "New files and versions the "
+                                    "org may publish in 24 h (ContentPublicationLimit).", value=publications.limit)
+            yield GaugeMetricFamily("offload_salesforce_content_publications_remaining", "Files and versions the "
+                                    "org can still publish (last /limits reading less what workers published "
+                                    "since); workers pause at the reserve.", value=max(0, publications.remaining))
 
         yield GaugeMetricFamily("offload_workers", "RQ workers registered in Redis.", value=float(workers))
         yield GaugeMetricFamily("offload_workers_paused", "1 while workers are suspended (at the org's API "
-                                "ceiling, or by an operator's `rq suspend`).", value=float(paused))
+                                "ceiling or its daily file cap, or by an operator's `rq suspend`).",
+                                value=float(paused))
         depth = GaugeMetricFamily("offload_queue_depth", "Jobs waiting in each queue.", labels=["queue"])
         registry = GaugeMetricFamily("offload_queue_registry_jobs", "Jobs in each queue's RQ registries "
                                      "(started, scheduled, deferred, failed, finished, canceled).",

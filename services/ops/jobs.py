@@ -40,7 +40,7 @@ from rq.registry import (
 from rq.results import Result
 from rq.suspension import WORKERS_SUSPENDED
 
-from services import errors
+from services import errors, keys
 from services.clock import utc_iso
 from services.envelope import Envelope
 from services.errors import JobNotFound, OffloadError
@@ -89,9 +89,12 @@ def pause_status(connection: redis.Redis) -> Pause | None:
     if ttl == -2:
         return None
     usage = latest_usage(connection)
+    paused_for = connection.get(keys.PAUSE_REASON)
     if usage is not None and usage.fraction >= API_USAGE_CEILING:
         reason = (f"the org has used {usage.used} of {usage.limit} daily API requests "
                   f"(workers pause at {API_USAGE_CEILING:.0%}); they look again when the pause ends")
+    elif paused_for:
+        reason = paused_for.decode() if isinstance(paused_for, bytes) else str(paused_for)
     else:
         reason = "suspended by an operator (rq suspend); `rq resume` resumes"
     return Pause(ttl if ttl >= 0 else None, reason)

@@ -32,8 +32,14 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from services import keys
-from services.errors import ApiLimitNear, SalesforcePermanentError, SalesforceTransientError
+from services.errors import (
+    ApiLimitNear,
+    ContentPublicationLimitNear,
+    SalesforcePermanentError,
+    SalesforceTransientError,
+)
 from services.logs import event
+from services.salesforce import allowance
 from services.salesforce.sessions import load_session
 from services.salesforce.tokens import SharedToken, Token
 
@@ -128,14 +134,17 @@ class SalesforceClient:
         api_version: ``"66.0"``.
         session: The HTTP session (timeouts, CA bundle).
         on_usage: Called with the org's API usage after each call (for slowing down and metrics).
+        allowance: Redis, where the workers share the estimate of the org's daily file cap
+            (:mod:`services.salesforce.allowance`); None: uploads do not look at the cap.
     """
 
     def __init__(self, token: Callable[[bool], Token], *, api_version: str, session: TimeoutSession,
-                 on_usage: Callable[[ApiUsage], None] | None = None) -> None:
+                 on_usage: Callable[[ApiUsage], None] | None = None, allowance: Any | None = None) -> None:
         self._token_source = token
         self._api_version = api_version
         self._session = session
         self._on_usage = on_usage
+        self._allowance = allowance
         self._sf = self._connect(token(False))
         self.calls = 0
 
@@ -191,13 +200,18 @@ class SalesforceClient:
         return response
 
     def refresh_usage(self) -> ApiUsage:
-        """Read the org's daily API figures from ``/limits`` (``DailyApiRequests`` Max and Remaining,
-        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm)."""
+        """Read the org's daily figures from ``/limits`` (``DailyApiRequests`` and ``ContentPublicationLimit``,
+        Max and Remaining, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm)
+        and record both; returns the API usage."""
         data = self._call(lambda sf: sf.limits())
+        read_at = time.time()
         daily = data["DailyApiRequests"]
-        usage = ApiUsage(int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]), time.time())
+        usage = ApiUsage(int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]), read_at)
         if self._on_usage is not None:
             self._on_usage(usage)
+        publications = allowance.ContentPublications.from_limits(data, read_at)
+        if publications is not None and self._allowance is not None:
+            allowance.record(self._allowance, publications)
         return usage
 
     # --- records ---------------------------------------------------------------------------
@@ -247,7 +261,13 @@ class SalesforceClient:
 
         Returns one :class:`SaveResult` per upload, in order. When any record fails, every one does (the
         others with ALL_OR_NONE_OPERATION_ROLLED_BACK) and nothing was created.
+
+        Raises:
+            ContentPublicationLimitNear: the org is at (or would eat into the reserve of) its daily cap of new
+                files and versions; nothing was sent, or the org refused them all for the cap.
         """
+        if self._allowance is not None:
+            allowance.ensure_headroom(self._allowance, self.refresh_usage, len(uploads))
         records = [{"attributes": {"type": "ContentVersion", "binaryPartName": f"file{i}",
                                    "binaryPartNameAlias": "VersionData"}, **fields}
                    for i, (fields, _, _) in enumerate(uploads)]
@@ -255,8 +275,27 @@ class SalesforceClient:
             ("entity_content", (None, json.dumps({"allOrNone": True, "records": records}), "application/json"))]
         parts += [(f"file{i}", (filename, data, "application/octet-stream"))
                   for i, (_, data, filename) in enumerate(uploads)]
-        response = self._call(lambda sf: self._raw("POST", "composite/sobjects", files=parts))
-        return [SaveResult.of(item) for item in response.json()]
+        try:
+            response = self._call(lambda sf: self._raw("POST", "composite/sobjects", files=parts))
+        except SalesforcePermanentError as exc:
+            if allowance.is_cap_refusal(exc.message):
+                raise self._cap_reached(exc.message) from exc
+            raise
+        results = [SaveResult.of(item) for item in response.json()]
+        refused = next((r.message for r in results if not r.success and allowance.is_cap_refusal(r.message)), None)
+        if refused is not None:
+            raise self._cap_reached(refused)
+        if self._allowance is not None:
+            allowance.note_published(self._allowance, sum(1 for r in results if r.success))
+        return results
+
+    def _cap_reached(self, message: str) -> ContentPublicationLimitNear:
+        if self._allowance is not None:
+            allowance.note_cap_reached(self._allowance)
+        return ContentPublicationLimitNear(
+            f"Salesforce refused the files for the org's daily cap of new files and versions ({message}); "
+            f"workers pause {allowance.PAUSE_SECONDS} s and look again. The job is not failed.",
+            defer_seconds=allowance.PAUSE_SECONDS)
 
     def composite(self, subrequests: list[tuple[str, str]]) -> dict[str, Any]:
         """Several GETs in **one** API call (Composite; "the entire request counts as a single call toward your
@@ -415,7 +454,7 @@ def _new_client(ctx: Any) -> SalesforceClient:
     else:
         source = _session_source(ctx)
     return SalesforceClient(source, api_version=settings.salesforce_api_version, session=session,
-                            on_usage=lambda u: record_usage(ctx.connection, u))
+                            on_usage=lambda u: record_usage(ctx.connection, u), allowance=ctx.connection)
 
 
 def _session_source(ctx: Any) -> Callable[[bool], Token]:

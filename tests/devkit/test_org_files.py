@@ -197,3 +197,28 @@ def test_a_collections_insert_missing_a_binary_part_writes_nothing(org: Emulated
     codes = [r["errors"][0]["statusCode"] for r in response.json()]
     assert codes == ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "INVALID_MULTIPART_REQUEST"]
     assert org.state.all_records("ContentVersion") == []
+
+
+def test_limits_report_the_daily_file_cap_and_uploads_past_it_are_refused(org: EmulatedOrg, api: Api,
+                                                                          account: str) -> None:
+    """ContentPublicationLimit (/limits) counts every new file and version in 24 h; at the cap the org refuses
+    the insert, and an all-or-none collections insert that reaches it creates nothing."""
+    org.state.config.content_publication_limit = 3
+    entry = api.get("/limits").json()["ContentPublicationLimit"]
+    assert entry == {"Max": 3, "Remaining": 3}
+    body = _collection_body([_record("f0", account), _record("f1", account)], {"f0": b"zero", "f1": b"one"})
+    response = api.post("/composite/sobjects", data=body, headers={"Content-Type": 'multipart/form-data; boundary="b"'})
+    assert all(r["success"] for r in response.json())
+    assert api.get("/limits").json()["ContentPublicationLimit"] == {"Max": 3, "Remaining": 1}
+
+    body = _collection_body([_record("f0", account), _record("f1", account)], {"f0": b"two", "f1": b"three"})
+    response = api.post("/composite/sobjects", data=body, headers={"Content-Type": 'multipart/form-data; boundary="b"'})
+    errors = [r["errors"][0] for r in response.json()]
+    assert not any(r["success"] for r in response.json())
+    assert errors[1] == {"statusCode": "LIMIT_EXCEEDED", "message": "ContentPublication Limit exceeded.",
+                         "fields": []}
+    assert len(org.state.all_records("ContentVersion")) == 2, "all or none: the first of the pair is rolled back"
+    single = api.post("/sobjects/ContentVersion", json={
+        "Title": "late", "PathOnClient": "late.txt", "VersionData": base64.b64encode(b"late").decode(),
+        "FirstPublishLocationId": account})
+    assert single.status_code == 400 and single.json()[0]["errorCode"] == "LIMIT_EXCEEDED"

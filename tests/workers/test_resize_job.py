@@ -478,3 +478,77 @@ def test_a_photo_costs_the_org_four_api_calls(org, worker_env, redis_conn, run_j
     assert fetch_job(redis_conn, second).get_status() == "finished"
     assert len(renditions_of(org, other)) == 3 and len(_events_of(org, second)) == 1
     assert org.state.api_calls - before == 4
+
+
+def test_near_the_orgs_daily_file_cap_jobs_pause_instead_of_taking_the_rest(org, worker_env, redis_conn,
+                                                                            run_jobs) -> None:
+    """Issue 16: ContentPublicationLimit (2,500 a day on Developer Edition) counts renditions. With the org's
+    users having used most of it, a job reads /limits once, pauses without uploading or spending a retry,
+    and tells the operator why; when the window has rolled on, the next reading lets it through."""
+    import time
+
+    from rq.suspension import is_suspended, resume
+
+    from services import keys
+    from services.ops.jobs import pause_status
+
+    org.state.config.content_publication_limit = 100
+    account = create_record(org, "Account", Name="Cap Court")
+    source = upload_file(org, account, photo_jpeg(800, 600), "cap.jpg")
+    for _ in range(92):  # the org's users' uploads today: 7 left, the reserve is 5, a photo needs 3
+        org.state.count_content_publication()
+    job_id = enqueue(redis_conn, {"contentVersionId": source}, "cap-1")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "scheduled" and job.retries_left == 2, "a pause spends no retry"
+    assert job.meta["error_code"] == "CONTENT_PUBLICATION_LIMIT_NEAR"
+    assert renditions_of(org, source) == [] and org.state.content_publications_remaining() == 7
+    assert is_suspended(redis_conn)
+    pause = pause_status(redis_conn)
+    assert pause is not None and "CONTENT_PUBLICATION_LIMIT_NEAR" in pause.reason and "ContentPublicationLimit 100" \
+        in pause.reason
+
+    org.state.content_publications.clear()  # 24 h later: the window has rolled on
+    redis_conn.hset(keys.CONTENT_PUBLICATIONS, "at", time.time() - 3600)  # and the reading is that old
+    resume(redis_conn)
+    queue = make_queue("resize-image", redis_conn)
+    queue.scheduled_job_registry.remove(job)
+    queue.enqueue_job(job)
+    run_jobs()
+    assert fetch_job(redis_conn, job_id).get_status() == "finished"
+    assert len(renditions_of(org, source)) == 3
+
+
+def test_a_cap_reached_mid_day_by_the_orgs_users_pauses_the_job_it_refuses(org, worker_env, redis_conn,
+                                                                           run_jobs) -> None:
+    """The estimate is an hour old and the org's users took the rest meanwhile: Salesforce refuses the
+    renditions for the cap. The job pauses (not fails), the estimate drops to zero for every worker, and
+    nothing half-made is left behind (the insert was all or none)."""
+    from rq.suspension import is_suspended
+
+    from services.salesforce import allowance
+
+    org.state.config.content_publication_limit = 100
+    account = create_record(org, "Account", Name="Mid Day")
+    first = upload_file(org, account, photo_jpeg(800, 600), "mid-1.jpg")
+    enqueue(redis_conn, {"contentVersionId": first}, "mid-1")
+    run_jobs()
+    assert len(renditions_of(org, first)) == 3
+    estimate = allowance.estimate(redis_conn)
+    # The reading (taken after the source's upload) less what the job published.
+    assert estimate is not None and estimate.remaining == 100 - 1 - 3
+
+    second = upload_file(org, account, photo_jpeg(800, 600, seed=9), "mid-2.jpg")
+    while org.state.content_publications_remaining() > 1:
+        org.state.count_content_publication()  # the users' afternoon
+    calls_before = org.state.api_calls
+    job_id = enqueue(redis_conn, {"contentVersionId": second}, "mid-2")
+    run_jobs()
+    job = fetch_job(redis_conn, job_id)
+    assert job.get_status() == "scheduled" and job.retries_left == 2
+    assert job.meta["error_code"] == "CONTENT_PUBLICATION_LIMIT_NEAR"
+    assert renditions_of(org, second) == []
+    assert is_suspended(redis_conn)
+    estimate = allowance.estimate(redis_conn)
+    assert estimate is not None and estimate.remaining == 0
+    assert org.state.api_calls - calls_before == 3, "lookup, download and the refused insert; no event, no retry"
