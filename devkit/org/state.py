@@ -95,6 +95,7 @@ class OrgState:
         self.content_publications: collections.deque[float] = collections.deque()
         self.query_cursors: dict[str, tuple[list[dict], int, int]] = {}
         self._pending: list[tuple[str, dict, bool]] | None = None
+        self._undo: list[tuple[str, tuple[str, dict] | None, tuple[str, dict] | None]] = []
         self.user_id = ""
         for sobject, names in self.config.schema.items():
             for name in names:
@@ -164,6 +165,7 @@ class OrgState:
                 record.setdefault(name, value)
             for name in record:
                 self.canonical_field(sobject, name)
+            self._remember(rid)
             self._records[rid] = (sobject, record)
             if notify:
                 self._notify(sobject, record, True)
@@ -172,7 +174,9 @@ class OrgState:
     def update(self, record_id: str, fields: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
         """Apply ``fields`` to an existing record, bump its timestamps, return a copy."""
         with self.lock:
-            sobject, record = self._records[sfids.to_18(record_id)]
+            rid = sfids.to_18(record_id)
+            sobject, record = self._records[rid]
+            self._remember(rid)
             for name, value in fields.items():
                 record[self.canonical_field(sobject, name)] = value
             now = sf_datetime()
@@ -185,7 +189,9 @@ class OrgState:
     def delete(self, record_id: str) -> None:
         """Move a record to the recycle bin (``queryAll`` still sees it, IsDeleted true)."""
         with self.lock:
-            sobject, record = self._records.pop(sfids.to_18(record_id))
+            rid = sfids.to_18(record_id)
+            self._remember(rid)
+            sobject, record = self._records.pop(rid)
             record["IsDeleted"] = True
             record["SystemModstamp"] = sf_datetime()
             self._deleted[record["Id"]] = (sobject, record)
@@ -267,20 +273,37 @@ class OrgState:
         """
         with self.lock:
             outer = self._pending is None
-            snapshot = (copy.deepcopy(self._records), copy.deepcopy(self._deleted), list(self.events))
+            # An undo log, not a copy of the whole org: each write inside remembers the record it changes
+            # (``_remember``), so a transaction costs what it touches, however many records the org holds.
+            undo_from, events_before = len(self._undo), len(self.events)
             if outer:
                 self._pending = []
             try:
                 yield
             except BaseException:
-                self._records, self._deleted, self.events = snapshot
+                while len(self._undo) > undo_from:
+                    rid, live, deleted = self._undo.pop()
+                    for table, before in ((self._records, live), (self._deleted, deleted)):
+                        if before is None:
+                            table.pop(rid, None)
+                        else:
+                            table[rid] = before
+                del self.events[events_before:]
                 if outer:
                     self._pending = None
+                    self._undo.clear()
                 raise
             if outer:
+                self._undo.clear()
                 pending, self._pending = self._pending or [], None
                 for item in pending:
                     self._fire(*item)
+
+    def _remember(self, rid: str) -> None:
+        """Inside a transaction: keep a copy of record ``rid`` as it is now (live and recycle bin), to undo."""
+        if self._pending is not None:
+            live, deleted = self._records.get(rid), self._deleted.get(rid)
+            self._undo.append((rid, copy.deepcopy(live) if live else None, copy.deepcopy(deleted) if deleted else None))
 
     def _notify(self, sobject: str, record: dict, created: bool) -> None:
         if self._pending is not None:
