@@ -278,6 +278,8 @@ class OrgState:
             undo_from, events_before = len(self._undo), len(self.events)
             if outer:
                 self._pending = []
+            assert self._pending is not None
+            pending_before = len(self._pending)
             try:
                 yield
             except BaseException:
@@ -289,6 +291,7 @@ class OrgState:
                         else:
                             table[rid] = before
                 del self.events[events_before:]
+                del self._pending[pending_before:]  # an inner failure takes back its notifications too
                 if outer:
                     self._pending = None
                     self._undo.clear()
