@@ -174,6 +174,9 @@ def _multipart_collection() -> tuple[Any, dict[str, Any]]:
     (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm)."""
     from .sobjects import part_names
 
+    limit = _state().config.max_collections_multipart_bytes
+    if (request.content_length or 0) > limit:
+        raise sferrors.too_large(limit)
     boundary = request.mimetype_params.get("boundary") or ""
     names = part_names(request.get_data(cache=True), boundary) if boundary else []
     if not names or names[0] != "entity_content":

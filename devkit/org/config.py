@@ -129,6 +129,10 @@ class OrgConfig:
     content_publication_limit: int = 200_000
     max_base64_blob_chars: int = MAX_BASE64_BLOB_CHARS
     max_json_request_bytes: int = MAX_JSON_REQUEST_BYTES
+    #: Largest multipart sObject Collections request ("a maximum of 500 MB of data in one request" for
+    #: blob inserts, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm;
+    #: MB read as MiB: not confirmed).
+    max_collections_multipart_bytes: int = 500 * 1024 * 1024
     #: Which ``__e`` platform events exist. None: any name ending ``__e`` exists.
     platform_events: frozenset[str] | None = None
     #: Which ``__c`` custom objects exist. None: any name ending ``__c`` exists.

@@ -222,3 +222,13 @@ def test_limits_report_the_daily_file_cap_and_uploads_past_it_are_refused(org: E
         "Title": "late", "PathOnClient": "late.txt", "VersionData": base64.b64encode(b"late").decode(),
         "FirstPublishLocationId": account})
     assert single.status_code == 400 and single.json()[0]["errorCode"] == "LIMIT_EXCEEDED"
+
+
+def test_a_collections_insert_over_the_multipart_cap_is_refused_whole(org: EmulatedOrg, api: Api, account: str) -> None:
+    """Blob collections inserts carry at most 500 MB in one request; past it nothing is created."""
+    org.state.config.max_collections_multipart_bytes = 1000
+    body = _collection_body([_record("f0", account)], {"f0": b"x" * 2000})
+    response = api.post("/composite/sobjects", data=body, headers={"Content-Type": 'multipart/form-data; boundary="b"'})
+    assert response.status_code == 400 and response.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert "Maximum size of request is 1000 bytes" in response.json()[0]["message"]
+    assert org.state.all_records("ContentVersion") == []
