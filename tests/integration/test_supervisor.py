@@ -32,6 +32,13 @@ FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 VARIANTS = ["large", "medium", "thumb"]
 
 
+def wait_finished(job: Job, stack: LocalStack) -> None:
+    """Wait for the job to end, require that it finished, and refresh it."""
+    wait_for(lambda: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60, f"job {job.id} to end", stack)
+    assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
+    job.refresh()
+
+
 def test_a_killed_work_process_is_replaced_and_its_job_retried_at_once(
     redis_url: str, redis_conn: redis.Redis
 ) -> None:
@@ -86,10 +93,7 @@ def test_a_work_process_retires_after_its_share_of_jobs_and_a_fresh_one_takes_ov
         jobs = [Job.fetch(submit(stack, source), connection=redis_conn, serializer=SERIALIZER)
                 for source in sources]
         for job in jobs:
-            wait_for(lambda job=job: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60,
-                     "every job to end", stack)
-            assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
-            job.refresh()
+            wait_finished(job, stack)
             assert job.retries_left == 5, "retiring must not cost a job a retry (OFFLOAD_JOB_RETRIES=5)"
         assert len({job.worker_name for job in jobs}) == 3, "each work process should have run one job"
         for source in sources:
@@ -128,10 +132,7 @@ def test_with_two_work_processes_a_crash_of_one_leaves_the_other_job_running(
         psutil.Process(registered.pid).send_signal(signal.SIGKILL)
 
         for job in jobs:
-            wait_for(lambda job=job: job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED), 60,
-                     "both jobs to end", stack)
-            assert job.get_status() == JobStatus.FINISHED, stack.logs()[-6000:]
-            job.refresh()
+            wait_finished(job, stack)
         assert victim.retries_left == 2, "the killed job should have been retried exactly once"
         assert survivor.retries_left == 3, "the other work process's job must not be disturbed"
         assert survivor.worker_name == survivor_name
