@@ -15,6 +15,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validates_schema
 
+from services.imagetypes import IMAGE_EXTENSIONS
 from services.processes.base import NotificationFields, Process
 from services.processes.renditions import RenditionJobResult, skip_rendition
 from services.processes.schemas import PayloadSchema, SalesforceId, SentAt
@@ -81,4 +82,5 @@ PROCESS = Process(
     record_id=record_id,
     result_schema=ResizeImageResult,
     timeout=600,
+    file_types=IMAGE_EXTENSIONS,
 )
