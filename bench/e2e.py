@@ -31,7 +31,7 @@ from devkit.devstack import LocalStack  # noqa: E402
 from devkit.embedded_redis import EmbeddedRedis  # noqa: E402
 from devkit.org.callouts import apex_callout  # noqa: E402
 from services.clock import utc_iso  # noqa: E402
-from services.processes.resize_image import RENDITION_MARKER_FIELD  # noqa: E402
+from services.processes.renditions import RENDITION_MARKER_FIELD  # noqa: E402
 from services.queue import fetch_job  # noqa: E402
 from tests.support.images import photo_jpeg  # noqa: E402
 from tests.support.orgtools import create_record, upload_file  # noqa: E402

@@ -5,8 +5,9 @@ processes) next to the local Salesforce org emulator, then does what a
 real-estate team's org would do: a photo uploaded to a listing is sent through
 a real Outbound Message (SOAP), another through a signed Apex-style callout
 (JSON), and both come back as renditions on their records, with the
-completion Platform Event. It prints every step and exits non-zero, saying
-why, if anything does not arrive.
+completion Platform Event. A two-page floor plan (a PDF) uploaded next to the
+first photo is sent to ``pdf-preview`` and comes back as two page images. It
+prints every step and exits non-zero, saying why, if anything does not arrive.
 """
 
 from __future__ import annotations
@@ -45,6 +46,28 @@ def demo_photo(width: int, height: int, *, orientation: int = 1) -> bytes:
     return buffer.getvalue()
 
 
+def demo_floor_plan(pages: int = 2) -> bytes:
+    """A floor plan of ``pages`` levels drawn with Pillow and saved as a PDF, one A4 page per level."""
+    from PIL import Image, ImageDraw
+
+    levels = []
+    for level in range(1, pages + 1):
+        page = Image.new("RGB", (1240, 1754), "white")  # A4 at 150 dpi
+        draw = ImageDraw.Draw(page)
+        draw.rectangle((120, 160, 1120, 1560), outline="black", width=10)
+        draw.line((120, 860, 1120, 860), fill="black", width=6)
+        draw.line((620, 160, 620, 860), fill="black", width=6)
+        draw.rectangle((140, 880, 1100, 1540), fill=(228, 238, 250))
+        draw.arc((560, 820, 680, 940), 180, 270, fill="black", width=4)  # a door
+        for x, y, name in ((200, 220, "Bedroom"), (700, 220, "Bath"), (200, 920, "Living / kitchen")):
+            draw.text((x, y), name, fill="black", font_size=36)
+        draw.text((120, 80), f"12 Harbour View - level {level} of {pages}", fill="black", font_size=44)
+        levels.append(page)
+    buffer = io.BytesIO()
+    levels[0].save(buffer, "PDF", save_all=True, append_images=levels[1:], resolution=150)
+    return buffer.getvalue()
+
+
 class Steps:
     """Numbered progress lines with timings."""
 
@@ -80,12 +103,12 @@ def _describe(org: Any, rendition: dict[str, Any]) -> str:
 @click.option("--megapixels", default=24, show_default=True, type=click.IntRange(1, 50),
               help="Size of the listing photo sent by Outbound Message.")
 def demo(timeout: float, megapixels: int) -> None:
-    """See the main job work end to end: photo in, renditions and event back."""
+    """See the main jobs work end to end: photos and a floor plan in, renditions and events back."""
     from devkit.devstack import LocalStack, default_redis_url
     from devkit.embedded_redis import find_redis_server
     from devkit.org.callouts import apex_callout
 
-    steps = Steps(6)
+    steps = Steps(8)
     click.echo("Offload demo: Salesforce -> receiver -> Redis -> worker -> Salesforce, all on this machine.\n")
     redis_url = default_redis_url()
     found = find_redis_server()
@@ -104,14 +127,18 @@ def demo(timeout: float, megapixels: int) -> None:
 
 
 def _seed(org: Any, name: str, photo: bytes, filename: str) -> tuple[str, str]:
-    from devkit.org import records
-
     # Listings that existed before the Outbound Message rule: inserted without firing it.
     account = org.state.insert("Account", {"Name": name}, notify=False)
+    return account["Id"], _upload(org, account["Id"], photo, filename)
+
+
+def _upload(org: Any, record_id: str, data: bytes, filename: str) -> str:
+    from devkit.org import records
+
     version = records.create(org.state, "ContentVersion",
                              {"PathOnClient": filename, "Title": filename.rsplit(".", 1)[0],
-                              "FirstPublishLocationId": account["Id"]}, blob=io.BytesIO(photo))
-    return account["Id"], version["Id"]
+                              "FirstPublishLocationId": record_id}, blob=io.BytesIO(data))
+    return str(version["Id"])
 
 
 def _run(stack: Any, steps: Steps, timeout: float, megapixels: int, apex_callout: Any) -> None:
@@ -153,18 +180,35 @@ def _run(stack: Any, steps: Steps, timeout: float, megapixels: int, apex_callout
     )
     if callout.status != 202:
         raise click.ClickException(f"the receiver answered {callout.status}: {callout.body[:300]!r}")
+    plan = demo_floor_plan(2)
+    floor_plan = steps.run(
+        "Uploading a two-page floor plan (PDF drawn with Pillow) to 12 Harbour View",
+        lambda: _upload(org, harbour, plan, "harbour-view-floor-plan.pdf"),
+        lambda version: f"{version}, {len(plan) / 1e3:.0f} kB",
+    )
+    preview = steps.run(
+        "Signed callout for the floor plan -> /callouts/pdf-preview",
+        lambda: apex_callout(f"{stack.receiver_url}/callouts/pdf-preview",
+                             {"contentVersionId": floor_plan, "sentAt": utc_iso()}, secret=stack.callout_secret),
+        lambda r: f"HTTP {r.status} {json.loads(r.body).get('jobId', r.body[:200])} in {r.elapsed_ms:.0f} ms",
+    )
+    if preview.status != 202:
+        raise click.ClickException(f"the receiver answered {preview.status}: {preview.body[:300]!r}")
+
     def all_back() -> bool:
         return (len(_renditions(org, harbour_photo)) >= 3 and len(_renditions(org, ridge_photo)) >= 3
-                and len(_events(org)) >= 2)
+                and len(_renditions(org, floor_plan)) >= 2 and len(_events(org)) >= 3)
 
     steps.run(
         "Waiting for the worker to write the renditions back",
-        lambda: wait_until(all_back, timeout, "three renditions of each photo and two completion events"),
+        lambda: wait_until(all_back, timeout, "three renditions of each photo, two page images of the floor "
+                                              "plan and three completion events"),
         lambda _: f"all back {time.monotonic() - began:.1f} s after the Outbound Message",
     )
     del delivery
     click.echo("\nRenditions, attached to the same records:")
-    for label, source in (("12 Harbour View", harbour_photo), ("7 Ridge Road", ridge_photo)):
+    for label, source in (("12 Harbour View", harbour_photo), ("7 Ridge Road", ridge_photo),
+                          ("12 Harbour View, floor plan", floor_plan)):
         click.echo(f"  {label} (source {source}):")
         for rendition in sorted(_renditions(org, source), key=lambda r: r["Offload_Variant__c"]):
             click.echo(_describe(org, rendition))
@@ -172,11 +216,13 @@ def _run(stack: Any, steps: Steps, timeout: float, megapixels: int, apex_callout
     for event in _events(org):
         fields = event["fields"]
         result = json.loads(fields.get("Result__c") or "{}")
+        pages = f" of a {result['pageCount']}-page PDF" if "pageCount" in result else ""
         click.echo(f"    {fields['Status__c']:<10} job {fields['Job_Id__c']}  record {fields['Record_Id__c']}  "
-                   f"{result.get('renditionCount', 0)} renditions, {result.get('apiCalls', '?')} API calls")
+                   f"{result.get('renditionCount', 0)} renditions{pages}, {result.get('apiCalls', '?')} API calls")
     total = time.monotonic() - steps.started
     click.echo(f"\nOrg API calls used: {org.state.api_calls}. Total demo time {total:.1f} s.")
-    click.echo("Done: the photos were resized off-platform and written back exactly once.")
+    click.echo("Done: the photos were resized and the floor plan's pages rendered off-platform, and written "
+               "back exactly once.")
 
 
 def _events(org: Any) -> list[dict[str, Any]]:

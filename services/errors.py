@@ -16,6 +16,7 @@ The whole hierarchy at a glance::
     └── JobFailed                   raised inside a job
         ├── PermanentJobError       retrying cannot help (fail now)
         │   ├── ImageRejected       not an allowed image, a bomb, corrupt, too big
+        │   ├── DocumentRejected    not a PDF, password-protected, damaged, too many pages or pixels
         │   ├── MalformedEnvelope   a job that is not an Offload envelope
         │   └── SalesforcePermanentError   NOT_FOUND, INVALID_FIELD, ...
         └── TransientJobError       retry with backoff
@@ -195,6 +196,13 @@ class ImageRejected(PermanentJobError):
     """The file is not an image we accept: wrong format, a decompression bomb, corrupt or too big."""
 
     code = "IMAGE_REJECTED"
+
+
+class DocumentRejected(PermanentJobError):
+    """The file is not a PDF we preview: not a PDF at all, protected by a password, damaged or cut short, too big,
+    too many pages, or a page whose image would pass the pixel limit."""
+
+    code = "DOCUMENT_REJECTED"
 
 
 class SalesforcePermanentError(PermanentJobError):

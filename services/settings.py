@@ -183,6 +183,33 @@ def _variants(name: str, raw: str) -> tuple[Variant, ...]:
     return parse_variants(raw, name)
 
 
+PDF_VARIANTS_SPEC = "page:1600:jpeg"
+PDF_MAX_VARIANTS = 4
+PDF_MAX_PAGES = 50
+"""Pages x variants of one PDF are uploaded in one all-or-none sObject Collections insert, which takes at most
+200 records (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_create.htm):
+50 pages x 4 variants."""
+VARIANT_NAME_MAX = 40 - len(f"-{PDF_MAX_PAGES}")
+"""A page rendition's Offload_Variant__c (40 characters) is ``<variant>-<page>``."""
+
+
+def _pdf_variants(name: str, raw: str) -> tuple[Variant, ...]:
+    variants = parse_variants(raw, name, example=PDF_VARIANTS_SPEC, max_variants=PDF_MAX_VARIANTS)
+    for variant in variants:
+        if len(variant.name) > VARIANT_NAME_MAX:
+            raise ConfigError(f"{name}: the variant name {variant.name!r} is longer than {VARIANT_NAME_MAX} "
+                              "characters (a page's Offload_Variant__c is <name>-<page>, at most 40).")
+    return variants
+
+
+def _pdf_max_pages(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > PDF_MAX_PAGES:
+        raise ConfigError(f"Set {name} to at most {PDF_MAX_PAGES} (got {raw!r}): a document's page images "
+                          "are written in one Salesforce call of at most 200 records.")
+    return value
+
+
 GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 """Salesforce's shared login hosts: fine for JWT bearer, refused for the client credentials flow."""
 
@@ -302,8 +329,24 @@ class Settings:
         "Renditions to make, as name:long-edge-px:format (jpeg, webp or png).",
         _variants,
     )
+    pdf_variants: tuple[Variant, ...] = setting(
+        "OFFLOAD_PDF_VARIANTS",
+        PDF_VARIANTS_SPEC,
+        "Page images of a PDF, as name:long-edge-px:format (at most 4); page n of variant 'page' is page-n.",
+        _pdf_variants,
+    )
+    pdf_max_pages: int = setting(
+        "OFFLOAD_PDF_MAX_PAGES", "5", "Pages of a PDF rendered as page images, from the first (at most 50).",
+        _pdf_max_pages,
+    )
+    pdf_max_page_count: int = setting(
+        "OFFLOAD_PDF_MAX_PAGE_COUNT", "1000",
+        "A PDF with more pages than this is refused (DOCUMENT_REJECTED) without rendering any.",
+        _positive_int,
+    )
     max_pixels: int = setting(
-        "OFFLOAD_MAX_PIXELS", "50000000", "Largest image accepted, in pixels (decompression-bomb guard).",
+        "OFFLOAD_MAX_PIXELS", "50000000",
+        "Largest image accepted, in pixels (decompression-bomb guard); also caps each PDF page image.",
         _positive_int,
     )
     max_jpeg_scans: int = setting(
@@ -312,7 +355,8 @@ class Settings:
         _positive_int,
     )
     max_image_bytes: int = setting(
-        "OFFLOAD_MAX_IMAGE_BYTES", "104857600", "Largest source file downloaded from Salesforce, in bytes.",
+        "OFFLOAD_MAX_IMAGE_BYTES", "104857600",
+        "Largest source file (photo or PDF) downloaded from Salesforce, in bytes.",
         _positive_int,
     )
     max_body_bytes: int = setting(

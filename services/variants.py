@@ -24,13 +24,17 @@ class Variant:
     format: str  # "jpeg", "webp" or "png"
 
 
-def parse_variants(spec: str, variable: str = "OFFLOAD_IMAGE_VARIANTS") -> tuple[Variant, ...]:
-    """Parse a variants variable ("name:px:format,..."); :class:`ConfigError` naming ``variable`` if it is wrong."""
+def parse_variants(spec: str, variable: str = "OFFLOAD_IMAGE_VARIANTS", *, example: str = DEFAULT_VARIANTS_SPEC,
+                   max_variants: int | None = None) -> tuple[Variant, ...]:
+    """Parse a variants variable ("name:px:format,..."); :class:`ConfigError` naming ``variable`` if it is wrong.
+
+    ``example`` is the value the message suggests (the variable's default); ``max_variants`` caps the count.
+    """
 
     def bad(why: str) -> ConfigError:
         return ConfigError(
             f"{variable} is invalid: {why}. Expected a comma-separated list of "
-            f"name:long_edge_px:format with format one of jpeg, webp, png, e.g. {DEFAULT_VARIANTS_SPEC!r}."
+            f"name:long_edge_px:format with format one of jpeg, webp, png, e.g. {example!r}."
         )
 
     variants: list[Variant] = []
@@ -58,4 +62,6 @@ def parse_variants(spec: str, variable: str = "OFFLOAD_IMAGE_VARIANTS") -> tuple
             raise bad(f"{item!r} has the unknown format {parts[2]!r}")
         seen.add(name)
         variants.append(Variant(name, int(px), fmt))
+    if max_variants is not None and len(variants) > max_variants:
+        raise bad(f"it lists {len(variants)} variants; at most {max_variants} are allowed")
     return tuple(variants)

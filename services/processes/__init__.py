@@ -8,10 +8,10 @@ worker (:meth:`Process.load_handler`).
 
 from __future__ import annotations
 
-from services.processes import resize_image
+from services.processes import pdf_preview, resize_image
 from services.processes.base import Process, registry_of
 
-PROCESSES: dict[str, Process] = registry_of(resize_image.PROCESS)
+PROCESSES: dict[str, Process] = registry_of(resize_image.PROCESS, pdf_preview.PROCESS)
 """Process name -> declaration. Add a process: one module here plus its name in this call."""
 
 __all__ = ["PROCESSES", "Process"]

@@ -42,6 +42,9 @@ class Process:
             ``/jobs/<id>``), so that generic code never reads a process's payload fields.
         result_schema: Documents the handler's result in OpenAPI.
         timeout: Seconds a job may run.
+        file_types: The file extensions (lower case, no dot) of the uploads this process is for: the Apex
+            upload trigger routes a new file to the process listing its type (kept equal to its table by
+            ``tests/core/test_file_types.py``). Empty: Salesforce never starts it on an upload by itself.
     """
 
     name: str
@@ -53,10 +56,13 @@ class Process:
     record_id: Callable[[Mapping[str, Any]], str | None] = lambda payload: None
     result_schema: type[Schema] | None = None
     timeout: int = 600
+    file_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", self.name):
             raise ValueError(f"process name {self.name!r} must be lowercase words joined by dashes")
+        if any(t != t.lower() or not t.isalnum() for t in self.file_types):
+            raise ValueError(f"process {self.name!r}: file types are lower-case extensions without a dot")
 
     @property
     def queue(self) -> str:
@@ -76,10 +82,21 @@ class Process:
 
 
 def registry_of(*processes: Process) -> dict[str, Process]:
-    """Index process declarations by name; two with one name is a programming error."""
+    """Index process declarations by name; two with one name, or two claiming one file type, is a
+    programming error (an upload goes to one process)."""
     registry: dict[str, Process] = {}
+    claimed: dict[str, str] = {}
     for process in processes:
         if process.name in registry:
             raise ValueError(f"two process modules declare the name {process.name!r}")
+        for file_type in process.file_types:
+            if file_type in claimed:
+                raise ValueError(f"{claimed[file_type]!r} and {process.name!r} both take .{file_type} uploads")
+            claimed[file_type] = process.name
         registry[process.name] = process
     return registry
+
+
+def routes(processes: Mapping[str, Process]) -> dict[str, str]:
+    """File type -> the process an upload of that type goes to (what the Apex upload trigger must route)."""
+    return {file_type: p.name for p in processes.values() for file_type in p.file_types}

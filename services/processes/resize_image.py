@@ -15,28 +15,11 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validates_schema
 
+from services.imagetypes import IMAGE_EXTENSIONS
 from services.processes.base import NotificationFields, Process
+from services.processes.renditions import RenditionJobResult, skip_rendition
 from services.processes.schemas import PayloadSchema, SalesforceId, SentAt
 from services.sfids import is_valid_id, to_18
-
-RENDITION_MARKER_FIELD = "Offload_Rendition_Of__c"
-"""ContentVersion field the worker fills on every rendition: the source ContentVersion Id."""
-
-VARIANT_FIELD = "Offload_Variant__c"
-"""ContentVersion field naming the variant (``thumb``) of a rendition."""
-
-RENDITION_KEY_FIELD = "Offload_Rendition_Key__c"
-"""ContentVersion field holding ``<source 18-char Id>:<variant>``: External ID and Unique, so Salesforce refuses a
-second rendition of one source and variant with DUPLICATE_VALUE, whichever worker, retry or late commit sends it.
-ContentVersion supports upsert(), i.e. external ID fields
-(https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm),
-and "the Unique attribute prevents the creation of duplicates"
-(https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_upsert_patch.htm)."""
-
-
-def rendition_key(source_id: str, variant: str) -> str:
-    """The unique key of one rendition: the same for every attempt at it, whoever makes it."""
-    return f"{to_18(source_id)}:{variant}"
 
 
 class ResizeImagePayload(PayloadSchema):
@@ -65,25 +48,9 @@ class RefusedFile(PayloadSchema):
     reason = fields.String()
 
 
-class RenditionResult(PayloadSchema):
-    """One rendition of a source file: written by this job, or found from an earlier one (``existing``)."""
-
-    variant = fields.String(metadata={"description": "Variant name from OFFLOAD_IMAGE_VARIANTS, e.g. thumb."})
-    contentVersionId = fields.String(metadata={"description": "The rendition's ContentVersion (068...)."})
-    existing = fields.Boolean(metadata={"description": "True when an earlier job had written it."})
-    width = fields.Integer(metadata={"description": "Pixels (absent when existing)."})
-    height = fields.Integer(metadata={"description": "Pixels (absent when existing)."})
-    format = fields.String(metadata={"description": "jpeg, webp or png (absent when existing)."})
-    bytes = fields.Integer(metadata={"description": "Size of the written file (absent when existing)."})
-
-
-class ResizeImageResult(PayloadSchema):
+class ResizeImageResult(RenditionJobResult):
     """What a finished resize-image job reports (``workers.resize_job.run``'s return value, every key)."""
 
-    sourceContentVersionIds = fields.List(fields.String())
-    renditionCount = fields.Integer()
-    renditions = fields.List(fields.Nested(RenditionResult))
-    apiCalls = fields.Integer(metadata={"description": "Salesforce API calls the job made."})
     refused = fields.List(fields.Nested(RefusedFile), metadata={
         "description": "Files of a recordId job that cannot be resized (each file's outcome is its own)."})
     moreFiles = fields.Boolean(metadata={
@@ -105,21 +72,15 @@ def record_id(payload: Mapping[str, Any]) -> str | None:
     return payload.get("contentVersionId") or payload.get("recordId")
 
 
-def skip_reason(sobject: str | None, fields_: Mapping[str, Any]) -> str | None:
-    """Offload's own renditions carry the marker field: never resize a rendition (loop guard)."""
-    if sobject == "ContentVersion" and fields_.get(RENDITION_MARKER_FIELD):
-        return "this ContentVersion is a rendition Offload wrote"
-    return None
-
-
 PROCESS = Process(
     name="resize-image",
     summary="Resize an uploaded photo into web renditions attached to the same record.",
     schema=ResizeImagePayload,
     handler="workers.resize_job.run",
     from_notification=from_notification,
-    skip_reason=skip_reason,
+    skip_reason=skip_rendition,
     record_id=record_id,
     result_schema=ResizeImageResult,
     timeout=600,
+    file_types=IMAGE_EXTENSIONS,
 )

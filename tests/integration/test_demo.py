@@ -1,4 +1,4 @@
-"""The README's first command works: `offload demo` exits 0 after the renditions come back."""
+"""The README's first command works: `offload demo` exits 0 after the renditions and page images come back."""
 
 from __future__ import annotations
 
@@ -24,3 +24,5 @@ def test_offload_demo_runs_end_to_end(redis_url: str, redis_conn) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Ack true" in completed.stdout and "HTTP 202" in completed.stdout
     assert completed.stdout.count(".webp") == 2 and "Succeeded" in completed.stdout
+    assert "harbour-view-floor-plan-page-1.jpg" in completed.stdout
+    assert "harbour-view-floor-plan-page-2.jpg" in completed.stdout and "of a 2-page PDF" in completed.stdout

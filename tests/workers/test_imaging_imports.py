@@ -58,17 +58,17 @@ print(json.dumps({{"job": loaded(*{JOB_ONLY!r}), "heif": loaded("pillow_heif"),
 
 
 def test_the_process_registry_loads_no_image_or_salesforce_code():
-    """The web app imports the registry; it must not pay for Pillow or simple-salesforce."""
+    """The web app imports the registry; it must not pay for Pillow, PDFium or simple-salesforce."""
     result = run_child(
         "import json, sys\n"
         + textwrap.dedent(LOADED)
         + """
 from services.processes import PROCESSES, Process
 print(json.dumps({"names": sorted(PROCESSES), "all": all(isinstance(p, Process) for p in PROCESSES.values()),
-                  "heavy": loaded("PIL", "simple_salesforce", "workers")}))
+                  "heavy": loaded("PIL", "simple_salesforce", "pypdfium2", "workers")}))
 """
     )
-    assert result == {"names": ["resize-image"], "all": True, "heavy": []}
+    assert result == {"names": ["pdf-preview", "resize-image"], "all": True, "heavy": []}
 
 
 # ---------------------------------------------------------------- pillow-heif only for HEIF files

@@ -69,3 +69,21 @@ def test_every_key_of_real_resize_results_is_documented(org, worker_env, redis_c
     assert views[2]["result"]["refused"][0]["code"] == "IMAGE_REJECTED"
     for job_view in views:
         validator.validate(job_view)
+
+
+def test_every_key_of_real_pdf_preview_results_is_documented(org, worker_env, redis_conn, run_jobs) -> None:
+    from tests.support.pdfs import minimal_pdf
+    from tests.workers.test_pdf_job import enqueue as enqueue_pdf
+
+    validator = closed_job_status()
+    account = create_record(org, "Account", Name="Schema PDF")
+    source = upload_file(org, account, minimal_pdf(2), "s.pdf")
+    written = enqueue_pdf(redis_conn, {"contentVersionId": source}, "pdf-first")
+    run_jobs()
+    again = enqueue_pdf(redis_conn, {"contentVersionId": source}, "pdf-again")
+    run_jobs()
+    views = [view(redis_conn, job_id) for job_id in (written, again)]
+    assert views[0]["result"]["pages"][0]["widthPt"] == 595 and views[0]["result"]["pageCount"] == 2
+    assert views[1]["result"]["renditions"][0]["existing"] is True
+    for job_view in views:
+        validator.validate(job_view)
