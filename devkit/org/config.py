@@ -126,9 +126,11 @@ class OrgConfig:
     daily_api_limit: int = 100_000
     max_base64_blob_chars: int = MAX_BASE64_BLOB_CHARS
     max_json_request_bytes: int = MAX_JSON_REQUEST_BYTES
-    #: Which ``__e`` platform events exist. None: any name ending ``__e`` exists.
+    #: Which ``__e`` platform events exist. None: those ``apex/force-app`` deploys (Offload_Job_Event__e), as
+    #: in an org where the admin deployed it; any other name is INVALID_TYPE in SOQL, 404 NOT_FOUND in REST.
     platform_events: frozenset[str] | None = None
-    #: Which ``__c`` custom objects exist. None: any name ending ``__c`` exists.
+    #: Which ``__c`` custom objects exist. None: those ``apex/force-app`` deploys. A test that needs an object
+    #: of the subscriber org's own (``Property__c``) names it here, with the deployed ones it also needs.
     custom_objects: frozenset[str] | None = None
     #: Extra standard objects the org knows: name -> key prefix.
     extra_sobjects: dict[str, str] = field(default_factory=dict)
