@@ -65,8 +65,8 @@ _METADATA_TYPES = {
 }
 _READ_ONLY_METADATA_TYPES = frozenset({"AutoNumber", "Formula", "Summary"})
 
-#: JSON tokens as Jackson names them in Salesforce's JSON_PARSER_ERROR messages.
 def _token(value: Any) -> str:
+    """The JSON token, as Jackson names it in Salesforce's JSON_PARSER_ERROR messages."""
     if isinstance(value, bool):
         return "VALUE_TRUE" if value else "VALUE_FALSE"
     if isinstance(value, int):
@@ -270,6 +270,7 @@ def check_write(sobject: ObjectSchema, body: dict[str, Any], *, creating: bool,
 
     An ``Id`` in an update body is dropped (the URL names the record), as Salesforce ignores it.
     """
+    # errorCode and wording for a type without create()/update() are not confirmed by Salesforce's documentation.
     if creating and not sobject.createable:
         raise RestError(400, "INVALID_TYPE_FOR_OPERATION",
                         f"entity type cannot be inserted: {sobject.label or sobject.name}")

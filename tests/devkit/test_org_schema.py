@@ -297,3 +297,13 @@ def test_a_standard_field_no_record_holds_reads_as_null(api: Api, account: str) 
     assert response.status_code == 200, response.text
     assert response.json()["TagCsv"] is None
     assert api.get(f"/sobjects/ContentVersion/{version}?fields=Tags").json()[0]["errorCode"] == "INVALID_FIELD"
+
+
+def test_describe_answers_from_the_schema(api: Api) -> None:
+    """A client that describes before it writes sees what the org enforces."""
+    document = api.get("/sobjects/ContentDocument/describe").json()
+    assert document["createable"] is False and document["updateable"] is True
+    version = {f["name"]: f for f in api.get("/sobjects/ContentVersion/describe").json()["fields"]}
+    assert version["Title"]["type"] == "string" and version["Title"]["length"] == 255
+    assert version["ContentSize"]["createable"] is False and version["PathOnClient"]["updateable"] is False
+    assert version["Offload_Rendition_Key__c"]["unique"] is True and version["Offload_Rendition_Key__c"]["custom"]
