@@ -24,12 +24,47 @@ The whole hierarchy at a glance::
 
 Each HTTP-facing error carries ``status_code`` and ``code`` (a stable,
 SCREAMING_SNAKE identifier, like Salesforce's own ``errorCode``) and renders as
-``{"error": {"code", "message", "fields"}}``.
+``{"error": {"code", "message", "fields", "fieldErrors"}}`` (:func:`error_body`).
+
+``fields`` (messages per request field) is a map whose keys are field names: External Services turns such
+a map into an untyped Apex ``Object`` a flow cannot read. ``fieldErrors`` says the same as a list of
+``{"field", "message"}`` objects, a type Flow can loop over. Both are sent: ``fields`` is a published
+name that clients parse; flows read ``fieldErrors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+
+def field_errors(fields: Mapping[Any, Any] | None) -> list[dict[str, str]]:
+    """``fields`` flattened to one ``{"field", "message"}`` per message, in the map's order.
+
+    Nested messages (marshmallow gives ``{"options": {"width": [...]}}`` for a nested schema and
+    ``{"items": {0: [...]}}`` for a list element) are named by their dotted path: ``options.width``,
+    ``items.0``.
+    """
+    out: list[dict[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list | tuple):
+            for inner in value:
+                walk(prefix, inner)
+        else:
+            out.append({"field": prefix, "message": str(value)})
+
+    walk("", fields or {})
+    return out
+
+
+def error_body(code: str, message: str, fields: Mapping[Any, Any] | None = None) -> dict[str, Any]:
+    """The JSON error body every JSON endpoint answers with (one contract for the wire)."""
+    return {"error": {"code": code, "message": message, "fields": dict(fields or {}),
+                      "fieldErrors": field_errors(fields)}}
 
 
 class OffloadError(Exception):
@@ -46,8 +81,8 @@ class OffloadError(Exception):
         self.fields = fields or {}
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON error body shared by every endpoint."""
-        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+        """The JSON error body shared by every endpoint (:func:`error_body`)."""
+        return error_body(self.code, self.message, self.fields)
 
 
 class ConfigError(OffloadError):

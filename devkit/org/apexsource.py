@@ -1,6 +1,6 @@
 """Where the emulator reads the deployed metadata: the checkout's ``apex/``, or the packaged copy of it.
 
-The emulator enforces what the admin deploys (custom fields: :mod:`devkit.org.schema`; credential header
+The emulator enforces what the admin deploys (custom objects and fields: :mod:`devkit.org.schema`; credential header
 formulas: :mod:`devkit.org.credentials`), so it reads the very ``-meta.xml`` files in
 ``apex/force-app/main/default``. An install that is not a checkout (``pip install .``, a wheel) has no
 ``apex/`` folder, so the files it needs are also shipped inside the package, in ``apex_snapshot/``; a test
@@ -19,6 +19,7 @@ MIRRORED = (
     "externalCredentials/*.externalCredential-meta.xml",
     "namedCredentials/*.namedCredential-meta.xml",
     "objects/*/fields/*.field-meta.xml",
+    "objects/*/*.object-meta.xml",
 )
 """The metadata the emulator reads, relative to ``force-app/main/default``."""
 

@@ -133,9 +133,11 @@ class OrgConfig:
     #: blob inserts, https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm;
     #: MB read as MiB: not confirmed).
     max_collections_multipart_bytes: int = 500 * 1024 * 1024
-    #: Which ``__e`` platform events exist. None: any name ending ``__e`` exists.
+    #: Which ``__e`` platform events exist. None: those ``apex/force-app`` deploys (Offload_Job_Event__e), as
+    #: in an org where the admin deployed it; any other name is INVALID_TYPE in SOQL, 404 NOT_FOUND in REST.
     platform_events: frozenset[str] | None = None
-    #: Which ``__c`` custom objects exist. None: any name ending ``__c`` exists.
+    #: Which ``__c`` custom objects exist. None: those ``apex/force-app`` deploys. A test that needs an object
+    #: of the subscriber org's own (``Property__c``) names it here, with the deployed ones it also needs.
     custom_objects: frozenset[str] | None = None
     #: Extra standard objects the org knows: name -> key prefix.
     extra_sobjects: dict[str, str] = field(default_factory=dict)

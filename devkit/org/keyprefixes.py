@@ -20,6 +20,7 @@ import threading
 
 from services import sfids
 
+from . import schema
 from .config import OrgConfig
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -68,7 +69,12 @@ class SObjectCatalog:
             allowed = self._config.custom_objects
         else:
             return None
-        if allowed is not None:
+        if allowed is None:
+            deployed = schema.deployed().object(name)
+            if deployed is None:
+                return None  # not in apex/force-app: the org does not have it
+            name = deployed.name
+        else:
             match = next((a for a in allowed if a.lower() == lowered), None)
             if match is None:
                 return None

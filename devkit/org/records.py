@@ -4,10 +4,11 @@ REST sObject routes, composite subrequests, sObject collections and the admin AP
 these functions, so a rule (read-only fields, required fields, id checks, locked rows) holds
 everywhere. Errors are raised as ``RestError`` with Salesforce's errorCodes.
 
-Objects Offload's metadata defines (``apex/force-app``: ContentVersion's custom fields, the Offload_*
-objects) are checked against it (``schema.py``): an unknown custom field, a text too long, a duplicate
-of a unique value are refused as a real org refuses them. Other objects are schema-less: any
-well-formed field name is accepted on write and becomes known for its type from then on.
+Objects with a schema (``schema.py``: the standard objects Offload touches, with their standard fields,
+and what ``apex/force-app`` defines) are checked against it: an unknown field, a value of the wrong type,
+a field that is not createable or updateable, a text too long, a malformed reference, a duplicate of a
+unique value are refused as a real org refuses them. Other objects are schema-less: any well-formed
+field name is accepted on write and becomes known for its type from then on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .visibility import visible
 
 _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
-#: Lookup fields we validate (the generic store cannot know custom lookups).
+#: Lookup fields checked on schema-less objects (objects with a schema check every reference field they have).
 REFERENCE_FIELDS = (
     "OwnerId",
     "ParentId",
@@ -36,24 +37,6 @@ REFERENCE_FIELDS = (
     "WhatId",
     "WhoId",
 )
-
-#: Fields Salesforce computes, per object (ContentVersion: the object reference, see FIELD_LENGTHS).
-READ_ONLY: dict[str, tuple[str, ...]] = {
-    "ContentVersion": ("ContentSize", "FileExtension", "FileType", "IsLatest", "VersionNumber", "Checksum"),
-    "ContentDocument": ("LatestPublishedVersionId", "ContentSize", "FileExtension", "FileType"),
-}
-#: Fields settable on insert only.
-FIELD_LENGTHS: dict[str, dict[str, int]] = {
-    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contentversion.htm
-    "ContentVersion": {"Title": 255, "PathOnClient": 500, "Description": 1000, "ReasonForChange": 255},
-    "Account": {"Name": 255},
-}
-"""Maximum lengths of the text fields Offload writes; a longer value is ``STRING_TOO_LONG`` as in a real org."""
-
-CREATE_ONLY: dict[str, tuple[str, ...]] = {
-    "ContentVersion": ("ContentDocumentId", "FirstPublishLocationId", "PathOnClient", "VersionData"),
-    "ContentDocumentLink": ("ContentDocumentId", "LinkedEntityId"),
-}
 
 
 def resolve_type(state: OrgState, name: str) -> str:
@@ -92,55 +75,47 @@ def fetch(state: OrgState, sobject: str, value: str) -> dict[str, Any]:
 def clean_fields(
     state: OrgState, sobject: str, body: Any, *, creating: bool, admin: bool = False
 ) -> dict[str, Any]:
-    """Validate a write body: an object of scalar fields, none of them read-only."""
+    """Validate a write body against the object's schema (:mod:`devkit.org.schema`), or, for an object the
+    emulator keeps schema-less, the generic rules: well-formed names, scalar values, system fields read-only."""
     if not isinstance(body, dict):
         raise sferrors.json_parser_error("Cannot deserialize instance of sObject from non-object value")
     fields = {k: v for k, v in body.items() if k != "attributes"}
-    for name, value in fields.items():
+    for name in fields:
         if not _FIELD_RE.match(name):
             raise sferrors.invalid_field(sobject, name)
-        if isinstance(value, dict | list):
-            raise sferrors.json_parser_error(
-                f"Cannot deserialize instance of {name} from {type(value).__name__}"
-            )
     if admin:
+        for value in fields.values():
+            if isinstance(value, dict | list):
+                raise schema.parser_error("string", value)
         return fields
-    _check_deployed_fields(sobject, fields)
+    described = schema.deployed().object(sobject)
+    if described is not None:
+        fields = schema.check_write(described, fields, creating=creating, catalog=state.catalog)
+        references = [f.name for f in described.fields.values() if f.type == "reference"]
+    else:
+        fields = _schema_less(sobject, fields, creating=creating)
+        references = list(REFERENCE_FIELDS)
     lowered = {k.lower(): k for k in fields}
-    blocked = [
-        lowered[f.lower()] for f in (*SYSTEM_FIELDS, *READ_ONLY.get(sobject, ())) if f.lower() in lowered
-    ]
-    if not creating:
-        blocked += [lowered[f.lower()] for f in CREATE_ONLY.get(sobject, ()) if f.lower() in lowered]
-        blocked = [b for b in blocked if b != "Id"]  # an Id in a PATCH body is ignored
-        fields.pop(lowered.get("id", "\0"), None)
-    if blocked:
-        raise sferrors.read_only_field(blocked)
-    for field, limit in FIELD_LENGTHS.get(sobject, {}).items():
-        name = lowered.get(field.lower())
-        value = fields.get(name) if name else None
-        if isinstance(value, str) and len(value) > limit:
-            raise sferrors.string_too_long(field, value, limit)
-    for ref in REFERENCE_FIELDS:
+    for ref in references:
         name = lowered.get(ref.lower())
         if name and fields[name] not in (None, ""):
             fields[name] = _check_reference(state, ref, fields[name])
     return fields
 
 
-def _check_deployed_fields(sobject: str, fields: dict[str, Any]) -> None:
-    """Custom fields of an object Offload deploys: they must exist there, and texts fit their length."""
-    deployed = schema.deployed().fields_of(sobject)
-    if deployed is None:
-        return
-    for name, value in fields.items():
-        if not name.lower().endswith("__c"):
-            continue
-        field = deployed.get(name.lower())
-        if field is None:
-            raise sferrors.invalid_field(sobject, name)
-        if field.type in schema.TEXT_TYPES and field.length and isinstance(value, str) and len(value) > field.length:
-            raise sferrors.string_too_long(field.name, value, field.length)
+def _schema_less(sobject: str, fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """An object without a schema: any well-formed field, but no system field, and scalar values only."""
+    for value in fields.values():
+        if isinstance(value, dict | list):
+            raise schema.parser_error("string", value)
+    lowered = {k.lower(): k for k in fields}
+    blocked = [lowered[f.lower()] for f in SYSTEM_FIELDS if f.lower() in lowered]
+    if not creating:
+        blocked = [b for b in blocked if b.lower() != "id"]  # an Id in a PATCH body is ignored
+        fields.pop(lowered.get("id", "\0"), None)
+    if blocked:
+        raise sferrors.read_only_field(blocked)
+    return fields
 
 
 def check_unique(state: OrgState, sobject: str, fields: dict[str, Any], *, record_id: str | None = None) -> None:
@@ -173,6 +148,7 @@ def check_unique(state: OrgState, sobject: str, fields: dict[str, Any], *, recor
 
 
 def _check_reference(state: OrgState, field: str, value: Any) -> str:
+    """A lookup: a well-formed Id (MALFORMED_ID) of a record that exists (INVALID_CROSS_REFERENCE_KEY)."""
     if not isinstance(value, str) or not sfids.is_valid_id(value):
         raise RestError(400, "MALFORMED_ID", f"{field}: id value of incorrect type: {value}", [field])
     if state.config.require_existing_references and state.get_record(value) is None:
@@ -255,13 +231,18 @@ def shape(
     out: dict[str, Any] = {"attributes": {"type": sobject, "url": url}}
     by_lower = {k.lower(): k for k in record}
     if fields is None:
-        names = state.field_names(sobject) or list(record)
+        names = [n for n in state.field_names(sobject) or list(record)
+                 if schema.resolve_field(sobject, n, state.known_field) is not False]
     else:
         names = []
         for requested in fields:
-            canonical = state.known_field(sobject, requested) or by_lower.get(requested.lower())
+            readable = schema.resolve_field(sobject, requested, state.known_field)
+            if readable is False:
+                raise sferrors.invalid_field(sobject, requested)
+            canonical = (schema.canonical_name(sobject, requested) or state.known_field(sobject, requested)
+                         or by_lower.get(requested.lower()))
             if canonical is None:
-                if state.config.strict_read_fields:
+                if state.config.strict_read_fields and readable is None:
                     raise sferrors.invalid_field(sobject, requested)
                 canonical = requested
             names.append(canonical)

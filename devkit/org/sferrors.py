@@ -109,9 +109,12 @@ def read_only_field(names: list[str]) -> RestError:
     )
 
 
-def string_too_long(field: str, value: str, limit: int) -> RestError:
-    """A text value over the field's length, as Salesforce words it on insert and update."""
-    return RestError(400, "STRING_TOO_LONG", f"{field}: data value too large: {value} (max length={limit})", [field])
+def string_too_long(shown: str, value: str, limit: int, field: str | None = None) -> RestError:
+    """A text value over the field's length, as Salesforce words it on insert and update: the message names the
+    field by its label (``shown``), ``fields`` by its API name."""
+    return RestError(
+        400, "STRING_TOO_LONG", f"{shown}: data value too large: {value} (max length={limit})", [field or shown]
+    )
 
 
 def invalid_field(sobject: str, name: str) -> RestError:

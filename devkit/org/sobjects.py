@@ -25,7 +25,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 
 from services import sfids
 
-from . import files, records, sferrors
+from . import files, records, schema, sferrors
 from .keyprefixes import is_custom_object, is_platform_event
 from .rest import V, check_version
 from .sferrors import RestError, json_response
@@ -59,14 +59,15 @@ def read_json(state: OrgState) -> Any:
 def _describe(state: OrgState, sobject: str, version: str) -> dict[str, Any]:
     base = f"/services/data/v{version}/sobjects/{sobject}"
     event = is_platform_event(sobject)
+    described = schema.deployed().object(sobject)
     return {
         "name": sobject,
-        "label": sobject,
+        "label": (described.label if described else "") or sobject,
         "keyPrefix": state.catalog.prefix(sobject),
         "custom": is_custom_object(sobject) or event,
-        "createable": True,
+        "createable": described.createable if described else True,
         "queryable": not event,
-        "updateable": not event,
+        "updateable": (described.updateable if described else True) and not event,
         "deletable": not event,
         "retrieveable": not event,
         "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
@@ -101,9 +102,19 @@ def describe(version: str, sobject: str) -> Response:
     state = _state()
     canonical = records.resolve_type(state, sobject)
     body = _describe(state, canonical, version)
-    body["fields"] = [
-        {"name": f, "label": f, "custom": f.endswith("__c")} for f in state.field_names(canonical)
-    ]
+    described = schema.deployed().object(canonical)
+    if described is None:
+        body["fields"] = [
+            {"name": f, "label": f, "custom": f.endswith("__c")} for f in state.field_names(canonical)
+        ]
+    else:  # the schema's fields, as much of a describe field as the emulator knows
+        body["fields"] = [
+            {"name": f.name, "label": f.shown, "type": f.type, "length": f.length or 0, "custom": f.custom,
+             "createable": f.createable, "updateable": f.updateable, "referenceTo": list(f.reference_to),
+             "picklistValues": [{"value": v, "active": True} for v in f.restricted_values],
+             "restrictedPicklist": bool(f.restricted_values), "unique": f.unique, "externalId": f.external_id}
+            for f in described.fields.values()
+        ]
     return json_response(body)
 
 

@@ -30,8 +30,12 @@ Semantics, each from the SOQL and SOSL Reference unless noted:
 
 Emulator limits, stated so nobody mistakes them for Salesforce behaviour:
 
-* The store has no schema, so an unknown field reads as null instead of failing with
-  INVALID_FIELD; Id-typed fields are recognised by name (``Id``, ``...Id``, ``__c`` lookups).
+* Fields are checked (INVALID_FIELD, :class:`InvalidField`) when the source knows the object's schema:
+  an optional ``resolve_field(sobject, name)`` method returns None (schema-less object: anything goes),
+  False (no such field) or the tuple of types a reference points to (empty for a non-reference). A path
+  through a polymorphic relationship (``Owner.Name``, ``LinkedEntity.Name``) is checked up to the
+  relationship. Without the hook an unknown field reads as null. Id-typed fields are recognised by name
+  (``Id``, ``...Id``, ``__c`` lookups).
 * An unknown object becomes :class:`InvalidType` when the source says so: an optional
   ``resolve_sobject(name) -> canonical | None`` method, else ``source.catalog.resolve`` (the
   emulator's ``SObjectCatalog``), else ``all_records`` raising :class:`KeyError`. A source
@@ -54,6 +58,7 @@ from devkit.org.soql_parser import (
     Compare,
     FieldPath,
     InList,
+    InvalidField,
     InvalidType,
     Like,
     Literal,
@@ -66,7 +71,7 @@ from devkit.org.soql_parser import (
 )
 from services.sfids import is_valid_id, to_18
 
-__all__ = ["InvalidType", "MalformedQuery", "RecordSource", "count", "execute", "query_response"]
+__all__ = ["InvalidField", "InvalidType", "MalformedQuery", "RecordSource", "count", "execute", "query_response"]
 
 
 class RecordSource(Protocol):
@@ -252,6 +257,25 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 # --------------------------------------------------------------------------- engine
 
 
+def _condition_fields(node: Any) -> list[FieldPath]:
+    """Every field a WHERE clause reads (sub-selects excluded: they are checked against their own object)."""
+    if node is None:
+        return []
+    if isinstance(node, BoolOp):
+        return [f for item in node.items for f in _condition_fields(item)]
+    if isinstance(node, Not):
+        return _condition_fields(node.item)
+    return [node.field]
+
+
+def _semi_joins(node: Any) -> list[SemiJoin]:
+    if isinstance(node, BoolOp):
+        return [s for item in node.items for s in _semi_joins(item)]
+    if isinstance(node, Not):
+        return _semi_joins(node.item)
+    return [node] if isinstance(node, SemiJoin) else []
+
+
 class _Engine:
     """Evaluates one parsed query; caches parent lookups and sub-select results for its lifetime."""
 
@@ -287,8 +311,38 @@ class _Engine:
         except LookupError:
             raise InvalidType(query.sobject, query.text, query.sobject_pos) from None
 
+    def check_fields(self, query: Query, sobject: str) -> None:
+        """INVALID_FIELD for a selected, filtered or sorted field the object does not have (source permitting)."""
+        resolver = getattr(self.source, "resolve_field", None)
+        if not callable(resolver):
+            return
+        paths = [*query.fields, *(item.field for item in query.order_by)]
+        paths += list(_condition_fields(query.where))
+        for path in paths:
+            self.check_path(resolver, query, sobject, path)
+        for node in _semi_joins(query.where):
+            inner = self.resolve_type(node.query)
+            if inner:
+                self.check_fields(node.query, inner)
+
+    @staticmethod
+    def check_path(resolver: Any, query: Query, sobject: str, path: FieldPath) -> None:
+        current: str | None = sobject
+        for index, part in enumerate(path.parts):
+            if current is None:
+                return
+            last = index == len(path.parts) - 1
+            found = resolver(current, part if last else _lookup_field(part))
+            if found is None:
+                return  # a schema-less object: nothing to check against
+            if found is False:
+                raise InvalidField(current, part, query.text, path.pos, relationship=not last)
+            current = found[0] if len(found) == 1 else None
+
     def matching(self) -> list[dict]:
         self._type = self.resolve_type(self.query)
+        if self._type:
+            self.check_fields(self.query, self._type)
         rows = self.load(self.query)
         if rows and self._type is None:
             self._type = self.canonical_type(rows[0])

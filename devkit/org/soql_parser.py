@@ -69,6 +69,32 @@ class InvalidType(MalformedQuery):
         )
 
 
+_NAMES_HINT = "Please reference your WSDL or the describe call for the appropriate names."
+
+
+class InvalidField(MalformedQuery):
+    """A field or relationship the object does not have: errorCode INVALID_FIELD, worded as real orgs answer
+    ("No such column 'X' on entity 'Y'. If you are attempting to use a custom field, be sure to append the
+    '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate
+    names.", quoted verbatim in public captures of REST query errors;
+    https://salesforcedictionary.com/errors/invalid-field-no-such-column), with the query excerpt and caret."""
+
+    error_code = "INVALID_FIELD"
+
+    def __init__(self, sobject: str, field: str, query: str | None = None, pos: int | None = None,
+                 *, relationship: bool = False):
+        self.sobject = sobject
+        self.field = field
+        if relationship:
+            reason = (f"Didn't understand relationship '{field}' in field path. If you are attempting to use a "
+                      "custom relationship, be sure to append the '__r' after the custom relationship name. "
+                      + _NAMES_HINT)
+        else:
+            reason = (f"No such column '{field}' on entity '{sobject}'. If you are attempting to use a custom "
+                      "field, be sure to append the '__c' after the custom field name. " + _NAMES_HINT)
+        super().__init__(reason, query, pos)
+
+
 def _render(reason: str, query: str | None, pos: int | None) -> str:
     """Salesforce's layout: the offending line, a caret under the column, the position, the reason."""
     if query is None or pos is None:

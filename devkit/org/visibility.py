@@ -19,7 +19,7 @@ from typing import Any
 
 from services import sfids
 
-from . import sferrors
+from . import schema, sferrors
 from .state import OrgState
 
 FILE_OBJECTS = ("ContentVersion", "ContentDocument")
@@ -91,3 +91,7 @@ class VisibleRows:
 
     def resolve_sobject(self, name: str) -> str | None:
         return self._state.catalog.resolve(name)
+
+    def resolve_field(self, sobject: str, name: str) -> tuple[str, ...] | bool | None:
+        """The SOQL engine's field check: the org's schema (:func:`devkit.org.schema.resolve_field`)."""
+        return schema.resolve_field(sobject, name, self._state.known_field)

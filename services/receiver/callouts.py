@@ -3,7 +3,7 @@
 A Flow HTTP Callout takes any status >= 300 to its fault path
 (https://help.salesforce.com/s/articleView?id=platform.flow_http_callout_considerations.htm), so success is 202
 (queued) or 200 (a duplicate, or skipped), and
-only refusals are 4xx. Errors are ``{"error": {"code", "message", "fields"}}``.
+only refusals are 4xx. Errors are ``{"error": {"code", "message", "fields", "fieldErrors"}}``.
 """
 
 from __future__ import annotations

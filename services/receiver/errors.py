@@ -1,4 +1,5 @@
-"""Errors as JSON: ``{"error": {"code", "message", "fields"}}`` for every JSON endpoint.
+"""Errors as JSON: ``{"error": {"code", "message", "fields", "fieldErrors"}}`` for every JSON endpoint
+(:func:`services.errors.error_body`: ``fieldErrors`` is the list form of ``fields`` that Flow can read).
 
 The outbound blueprint answers SOAP Faults instead (see ``outbound.py``).
 """
@@ -10,7 +11,7 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from services.errors import OffloadError
+from services.errors import OffloadError, error_body
 from services.logs import event
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ _HTTP_CODES = {
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    response = jsonify(error_body(code, message, fields))
     response.status_code = status
     return response
 

@@ -17,9 +17,12 @@ type holds only Boolean, Integer, Long, Decimal, Double, Date, DateTime, String,
 such classes ("Considerations for the Apex-Defined Data Type",
 https://help.salesforce.com/apex/HTViewHelpDoc?id=platform.flow_considerations_apex_data_type.htm). So a
 job's ``result`` is ``JobResult``: the properties of every process's ``result_schema`` (one job view
-serves every process; a name two processes declare differently is an error here, at build time). The one
-map left is ``ErrorDetail.fields`` (messages per request field: its keys are field names, so the wire
-form stays a map, typed as lists of strings); a flow branches on ``error.code``.
+serves every process; a name two processes declare differently is an error here, at build time). The
+error's messages per request field are sent twice: ``ErrorDetail.fieldErrors``, a list of ``FieldError``
+(``field``, ``message``) that Flow reads, and ``ErrorDetail.fields``, the map of field name to messages the
+receiver always sent (kept for API clients: its keys are field names, so it can only be a map, which
+External Services hands a flow as an untyped Object). A flow branches on ``error.code`` and loops over
+``error.fieldErrors``.
 
 ``getJob`` is a GET and declares no ``requestBody``: "A GET method with an empty request body results in
 a validation error" (same page). Import it with the ``Offload_ApiKey`` Named Credential: the signing
@@ -51,12 +54,25 @@ class JobAccepted(Schema):
     reason = fields.String(metadata={"description": "Why the request was skipped, if it was."})
 
 
+class FieldError(Schema):
+    """One message about one request field."""
+
+    field = fields.String(metadata={"description": "The request field, e.g. contentVersionId (nested: a.b)."})
+    message = fields.String(metadata={"description": "What is wrong with it."})
+
+
 class ErrorDetail(Schema):
     code = fields.String(metadata={"description": "Stable error code, e.g. VALIDATION_FAILED."})
     message = fields.String(metadata={"description": "What went wrong and what to change."})
+    fieldErrors = fields.List(
+        fields.Nested(FieldError),
+        metadata={"description": "One entry per message about a request field, for validation errors. "
+                                 "Flows read this list."},
+    )
     fields_ = fields.Dict(
         data_key="fields", keys=fields.String(), values=fields.List(fields.String()),
-        metadata={"description": "Messages per request field, for validation errors."},
+        metadata={"description": "The same messages as a map of field name to messages, for API clients "
+                                 "(External Services makes a map an untyped Object: flows read fieldErrors)."},
     )
 
 
@@ -103,7 +119,7 @@ def _errors() -> dict[str, Any]:
     return {
         str(status): {"description": text, "content": {"application/json": {"schema": "ErrorBody"}}}
         for status, text in (
-            (400, "Invalid JSON or fields (see error.fields)."),
+            (400, "Invalid JSON or fields (see error.fieldErrors)."),
             (401, "Missing, stale or mismatched signature or key."),
             (404, "Unknown process or job."),
             (413, "Body too large."),
@@ -127,7 +143,7 @@ def build_spec(server_url: str) -> dict[str, Any]:
                              "Bearer key (Named Credential Offload_ApiKey)."},
         servers=[{"url": server_url}],
     )
-    for schema in (JobAccepted, ErrorDetail, ErrorBody, JobStatus):
+    for schema in (JobAccepted, FieldError, ErrorDetail, ErrorBody, JobStatus):
         spec.components.schema(schema.__name__, schema=schema)
     results = sorted({p.result_schema for p in PROCESSES.values() if p.result_schema}, key=lambda s: s.__name__)
     for result_schema in results:

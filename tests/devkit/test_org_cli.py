@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from devkit.org import EmulatedOrg, OrgState
+from devkit.org import EmulatedOrg, OrgConfig, OrgState
 from devkit.org.cli import org as org_cli
 from services import sfids
 from tests.support.org import Api
@@ -46,13 +46,15 @@ def test_cli_admin_commands(org: EmulatedOrg, api: Api, tmp_path: Path) -> None:
 
 
 def test_ids_and_prefixes(tmp_path: Path) -> None:
-    state = OrgState(state_dir=tmp_path)
+    config = OrgConfig(custom_objects=frozenset({"My_Object__c"}))
+    state = OrgState(config, state_dir=tmp_path)
     ids = {name: state.insert(name, {}, notify=False)["Id"] for name in ("Account", "Contact", "ContentVersion")}
     assert {k: v[:3] for k, v in ids.items()} == {"Account": "001", "Contact": "003", "ContentVersion": "068"}
     assert all(sfids.is_valid_id(v) and len(v) == 18 for v in ids.values())
     assert state.get_record(ids["Account"][:15])[0] == "Account"
     custom = state.catalog.resolve("My_Object__c")
-    assert custom == "My_Object__c" and OrgState(state_dir=tmp_path / "b").catalog.resolve("my_object__c")
-    assert state.catalog.prefix(custom) == OrgState(state_dir=tmp_path / "c").catalog.prefix("MY_OBJECT__C")
+    assert custom == "My_Object__c" and OrgState(config, state_dir=tmp_path / "b").catalog.resolve("my_object__c")
+    assert state.catalog.prefix(custom) == OrgState(config, state_dir=tmp_path / "c").catalog.prefix("MY_OBJECT__C")
+    assert OrgState(state_dir=tmp_path / "d").catalog.resolve("My_Object__c") is None, "not deployed, not declared"
     assert state.catalog.resolve("Nonsense") is None
     assert state.user_id.startswith("005")

@@ -93,11 +93,11 @@ def test_upsert_by_external_id(api: Api) -> None:
 
 
 def test_custom_objects_and_describe(api: Api) -> None:
-    first = api.post("/sobjects/Offload_Job__c", json={"Status__c": "queued"}).json()["id"]
-    second = api.post("/sobjects/offload_job__c", json={"Status__c": "done"}).json()["id"]
+    first = api.post("/sobjects/Offload_Callout_Log__c", json={"Process__c": "resize-image"}).json()["id"]
+    second = api.post("/sobjects/offload_callout_log__c", json={"Process__c": "resize-image"}).json()["id"]
     assert first[:3] == second[:3] and first[0] == "a"
-    describe = api.get("/sobjects/Offload_Job__c/describe").json()
-    assert describe["keyPrefix"] == first[:3] and describe["name"] == "Offload_Job__c"
+    describe = api.get("/sobjects/Offload_Callout_Log__c/describe").json()
+    assert describe["keyPrefix"] == first[:3] and describe["name"] == "Offload_Callout_Log__c"
 
 
 def test_listeners_fire_after_writes(org: EmulatedOrg, api: Api, account: str) -> None:

@@ -92,6 +92,9 @@ def test_invalid_payloads_get_400_with_fields(client, payload, field) -> None:
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert error["code"] == "VALIDATION_FAILED" and field in error["fields"]
+    # The same messages as a list Flow can read (External Services makes the ``fields`` map an untyped Object).
+    assert error["fieldErrors"] == [{"field": name, "message": message}
+                                    for name, messages in error["fields"].items() for message in messages]
 
 
 def test_malformed_json_is_400(client) -> None:
@@ -177,7 +180,29 @@ def test_a_signed_body_without_sent_at_is_400_naming_it(client, redis_conn) -> N
                            headers={"X-Offload-Signature": sign(body, SECRET)})
     assert response.status_code == 400
     assert "sentAt" in response.get_json()["error"]["fields"] and "sentAt" in response.get_json()["error"]["message"]
+    assert response.get_json()["error"]["fieldErrors"] == [
+        {"field": "sentAt", "message": "Required in a signed request."}]
     assert redis_conn.keys("*") == []
+
+
+def test_an_error_without_fields_has_an_empty_field_error_list(client) -> None:
+    """Every error body has both, so a flow can read ``fieldErrors`` without checking it is there."""
+    error = client.get("/jobs/nope", headers={"Authorization": f"Bearer {API_KEY}"}).get_json()["error"]
+    assert error["fields"] == {} and error["fieldErrors"] == []
+
+
+def test_nested_field_messages_are_named_by_their_path() -> None:
+    """marshmallow nests the messages of a nested schema or a list element; the list names them by path."""
+    from services.errors import InvalidRequest
+
+    body = InvalidRequest("bad", fields={"options": {"width": ["Too big."], "height": ["Missing.", "Odd."]},
+                                         "items": {0: ["Not a string."]}}).to_dict()
+    assert body["error"]["fieldErrors"] == [
+        {"field": "options.width", "message": "Too big."},
+        {"field": "options.height", "message": "Missing."},
+        {"field": "options.height", "message": "Odd."},
+        {"field": "items.0", "message": "Not a string."},
+    ]
 
 
 def test_offloads_own_renditions_are_skipped(client, redis_conn) -> None:

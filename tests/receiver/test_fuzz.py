@@ -166,7 +166,7 @@ def test_callouts_never_answer_5xx_and_enqueue_only_on_202(client, redis_conn: r
     payload = response.get_json(silent=True)
     assert isinstance(payload, dict), response.data[:300]
     if response.status_code >= 400:
-        assert set(payload["error"]) == {"code", "message", "fields"}
+        assert set(payload["error"]) == {"code", "message", "fields", "fieldErrors"}
         assert SECRET not in response.get_data(as_text=True) and API_KEY not in response.get_data(as_text=True)
     assert grown == (1 if response.status_code == 202 else 0), (response.status_code, payload)
     if response.status_code == 202:

@@ -206,7 +206,8 @@ def test_no_get_operation_declares_a_request_body(spec: dict[str, Any]) -> None:
 
 def test_every_schema_a_response_reaches_is_typed(spec: dict[str, Any]) -> None:
     """No untyped schema (Apex Object) and no object without properties in anything a flow reads; the one
-    map allowed is a typed one (``additionalProperties`` with a type: ErrorDetail.fields)."""
+    map allowed is a typed one (``additionalProperties`` with a type: ErrorDetail.fields, which has the list
+    ErrorDetail.fieldErrors beside it for Flow)."""
     checked = 0
     for where, schema in _response_schemas(spec):
         checked += 1
@@ -218,6 +219,27 @@ def test_every_schema_a_response_reaches_is_typed(spec: dict[str, Any]) -> None:
         if schema["type"] == "array":
             assert isinstance(schema.get("items"), dict) and schema["items"], f"{where} has untyped items"
     assert checked > 20
+
+
+def test_field_errors_are_a_list_of_a_typed_object(spec: dict[str, Any]) -> None:
+    """External Services makes a map (``additionalProperties``) an untyped Object Flow cannot read: the error's
+    messages per field are also published as ``fieldErrors``, an array of FieldError {field, message}."""
+    detail = spec["components"]["schemas"]["ErrorDetail"]["properties"]
+    assert detail["fieldErrors"]["type"] == "array"
+    item = _resolve(spec, detail["fieldErrors"]["items"])
+    assert item["type"] == "object"
+    assert {name: prop["type"] for name, prop in item["properties"].items()} == {"field": "string",
+                                                                                 "message": "string"}
+    assert "fields" in detail, "the map stays: it is the published name API clients parse"
+
+
+def test_the_only_map_a_response_carries_has_a_list_twin(spec: dict[str, Any]) -> None:
+    """Any ``additionalProperties`` map a response reaches is one Flow cannot read; the only one allowed is
+    ErrorDetail.fields, which has ``fieldErrors`` beside it."""
+    maps = [where for where, schema in _response_schemas(spec)
+            if isinstance(schema, dict) and isinstance(schema.get("additionalProperties"), dict)]
+    assert maps == ["#/components/schemas/ErrorDetail/properties/fields"], maps
+    assert "fieldErrors" in spec["components"]["schemas"]["ErrorDetail"]["properties"]
 
 
 def test_a_jobs_result_carries_every_process_result_property(spec: dict[str, Any]) -> None:
