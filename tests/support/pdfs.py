@@ -56,6 +56,22 @@ def _object_key(key: bytes, number: int) -> bytes:
     return hashlib.md5(key + number.to_bytes(3, "little") + b"\x00\x00").digest()[: len(key) + 5]
 
 
+def assemble(objects: list[bytes], trailer: str = "") -> bytes:
+    """A PDF file of these objects (numbered from 1; object 1 is the catalog): header, bodies, a classic
+    cross-reference table and a trailer with ``trailer`` added to its dictionary."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
 def minimal_pdf(pages: int = 1, *, media_box: tuple[float, float, float, float] = (0, 0, 595, 842),
                 content: bytes = FLOOR_PLAN, rotate: int = 0, user_password: str | None = None,
                 owner_password: str | None = None, declared_count: int | None = None) -> bytes:
@@ -85,20 +101,10 @@ def minimal_pdf(pages: int = 1, *, media_box: tuple[float, float, float, float] 
     objects.extend(page for _ in range(pages))
     if encrypt is not None:
         objects.append(encrypt)
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
-    trailer = f"<< /Size {len(objects) + 1} /Root 1 0 R /ID [<{FILE_ID.hex()}> <{FILE_ID.hex()}>]"
+    trailer = f"/ID [<{FILE_ID.hex()}> <{FILE_ID.hex()}>]"
     if encrypt is not None:
         trailer += f" /Encrypt {len(objects)} 0 R"
-    out.write(f"trailer\n{trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
+    return assemble(objects, trailer)
 
 
 def floor_plan_pdf(pages: int = 2) -> bytes:
