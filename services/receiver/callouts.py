@@ -23,6 +23,7 @@ from services.ops.jobview import describe_job
 from services.processes import PROCESSES
 from services.processes.base import Process
 from services.queue import fetch_job
+from services.queue.dedupe import payload_digest
 from services.receiver import intake
 from services.receiver.auth import authenticate_callout, check_fresh, require_sent_at
 from services.receiver.runtime import get_runtime
@@ -82,7 +83,7 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
             ) from None
         idempotency_key = _idempotency_key(req)
         if idempotency_key is not None:
-            intake.bind_idempotency_key(runtime, process, idempotency_key, intake.payload_digest(payload))
+            intake.bind_idempotency_key(runtime, process, idempotency_key, payload_digest(payload))
         # A signed request is deduped on what was signed (the payload, whatever its sentAt), never on a
         # header a replayer can change; a Bearer caller's Idempotency-Key names its work itself.
         dedupe_key = f"idem:{name}:{idempotency_key}" if idempotency_key and method != "signature" else None

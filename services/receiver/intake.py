@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from services.envelope import Envelope
 from services.errors import EnqueueFailed, IdempotencyKeyReused, RecordTypeNotAllowed
 from services.processes.base import Process
 from services.queue import Delivery, admit
+from services.queue.dedupe import payload_key
 from services.queue.loopguard import own_output_key
 from services.receiver.deadline import DEADLINES
 from services.receiver.runtime import Runtime, get_runtime
@@ -64,17 +64,6 @@ def schema_for(schema: type[Schema]) -> Schema:
     return schema()
 
 
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-"""``json.dumps(..., sort_keys=True, separators=(",", ":"))`` without building an encoder on every call
-(``json.dumps`` reuses its cached encoder only when called with no options)."""
-
-
-def payload_digest(payload: dict[str, Any]) -> str:
-    """Stable hash of a payload minus its ``sentAt`` (a re-send of the same request is a duplicate)."""
-    canonical = {k: v for k, v in payload.items() if k != "sentAt"}
-    return hashlib.sha256(_CANONICAL_JSON.encode(canonical).encode()).hexdigest()
-
-
 def plan(
     runtime: Runtime,
     process: Process,
@@ -105,7 +94,7 @@ def plan(
     reason = process.skip_reason(sobject, fields if fields is not None else payload)
     if reason:
         return Planned(record_id=record_id, skipped=reason)
-    key = dedupe_key or f"payload:{org_id or '-'}:{process.name}:{payload_digest(payload)}"
+    key = dedupe_key or payload_key(org_id, process.name, payload)
     envelope = Envelope(
         process=process.name,
         payload=payload,
