@@ -1,6 +1,7 @@
 """The ``offload`` command.
 
-``offload jobs``  list, show, requeue and purge jobs (operators; :mod:`services.ops.cli`).
+``offload jobs``      list, show, requeue and purge jobs (operators; :mod:`services.ops.cli`).
+``offload backfill``  renditions for the files already in the org (:mod:`services.backfill.cli`).
 
 The dev kit adds ``offload dev``, ``offload org`` and ``offload demo`` when the ``dev`` extra is
 installed. They are found through the ``offload.commands`` entry point group (declared in
@@ -14,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import click
 
+from services.backfill.cli import backfill
 from services.ops.cli import jobs
 
 ENTRY_POINT_GROUP = "offload.commands"
@@ -46,6 +48,7 @@ def main() -> None:
 
 
 main.add_command(jobs)
+main.add_command(backfill)
 
 
 class _MissingExtra(click.Command):

@@ -7,7 +7,7 @@ worker, the jobs view and the CLI. Nobody else reads or writes the raw dict. On 
     {"process": "resize-image", "payload": {...validated...}, "source": "callout" | "outbound",
      "recordId": "068...", "orgId": "00D...", "deliveryKey": "...", "requestId": "...",
      "receivedAt": "2026-12-06T10:00:00.000Z", "notificationId": "04l...",
-     "instanceUrl": "https://...", "sessionRef": "..."}
+     "instanceUrl": "https://...", "sessionRef": "...", "backfillRun": "..."}
 
 ``recordId`` is the Salesforce record the job is about, as the process declared it at intake
 (:attr:`services.processes.base.Process.record_id`), so generic code (logs, the completion event,
@@ -34,6 +34,7 @@ _WIRE_NAMES = {
     "notification_id": "notificationId",
     "instance_url": "instanceUrl",
     "session_ref": "sessionRef",
+    "backfill_run": "backfillRun",
 }
 """Attribute -> JSON key. The JSON keys are what jobs already in Redis hold: renaming one strands them."""
 
@@ -54,6 +55,8 @@ class Envelope:
     instance_url: str | None = None
     session_ref: str | None = field(default=None, repr=False)
     """A reference to the Outbound Message's session id, stored encrypted (never the session id itself)."""
+    backfill_run: str | None = None
+    """The backfill run that queued the job (``source`` is ``backfill``); its outcome counts towards that run."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form RQ stores; ``None`` values are left out."""

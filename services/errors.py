@@ -250,3 +250,27 @@ class SalesforceTransientError(TransientJobError):
     """Salesforce is busy or briefly unavailable (``code`` is Salesforce's errorCode or HTTP status)."""
 
     code = "SALESFORCE_UNAVAILABLE"
+
+
+class BackfillError(OffloadError):
+    """An ``offload backfill`` request that cannot be done as asked (the message says what to change)."""
+
+    code = "BACKFILL_ERROR"
+
+
+class BackfillSelectionInvalid(BackfillError):
+    """The backfill's filters are malformed (an object name, a date, a process that takes no files)."""
+
+    code = "BACKFILL_SELECTION_INVALID"
+
+
+class BackfillAlreadyRunning(BackfillError):
+    """The org has an active backfill run; one at a time, so two cursors never feed the same files."""
+
+    code = "BACKFILL_ALREADY_RUNNING"
+
+
+class NoBackfillRun(BackfillError):
+    """There is no backfill run to act on."""
+
+    code = "NO_BACKFILL_RUN"

@@ -52,3 +52,14 @@ SESSION_PREFIX = PREFIX + "session:"
 RENDITION_LOCK_PREFIX = PREFIX + "lock:rendition:"
 """``lock:rendition:<source ContentVersion id>``: one job at a time writes a source's renditions."""
 
+
+# --- backfill (CLI and workers) ----------------------------------------------------------------------
+BACKFILL_ACTIVE = PREFIX + "backfill:active"
+"""The id of the org's one active backfill run (set NX at ``offload backfill start``, deleted when it ends)."""
+BACKFILL_RUN_PREFIX = PREFIX + "backfill:run:"
+"""``backfill:run:<id>``: the run's hash (selection, state, cursor, counters); ``...:pending`` the candidate file
+Ids read from Salesforce and not queued yet; ``...:done``/``:failed``/``:skipped`` the job ids of each outcome."""
+BACKFILL_RUNS = PREFIX + "backfill:runs"
+"""The latest run ids, newest first (``offload backfill status`` of a run that has ended)."""
+BACKFILL_FEEDING = PREFIX + "backfill:feeding"
+"""Held (SET NX PX) by the one feeder advancing the cursor, whichever dyno it is on."""

@@ -32,11 +32,13 @@ import time
 import redis
 from rq.worker import BaseWorker
 
+from services.backfill import QUEUE as BACKFILL_QUEUE
 from services.errors import ConfigError
 from services.logs import configure_logging, event
 from services.processes import PROCESSES
 from services.queue import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
+from workers.backfill_feeder import run_feeder
 from workers.heap import keep_heap_between_jobs
 from workers.supervisor import EXIT_GAVE_UP, EXIT_RETIRED, Supervisor
 from workers.worker import ForkingWorker, InProcessWorker, recovery_options
@@ -62,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     connection = redis_from_url(settings.redis_url)
-    names = args.queues or [p.queue for p in PROCESSES.values()]
-    unknown = sorted(set(names) - {p.queue for p in PROCESSES.values()})
+    # Every process's queue, then the backfill's: rq takes the first non-empty queue in this order, so a live
+    # upload is never behind a backfill job.
+    known = [p.queue for p in PROCESSES.values()] + [BACKFILL_QUEUE]
+    names = args.queues or known
+    unknown = sorted(set(names) - set(known))
     if unknown:
         print(f"offload worker: no process queue named {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -81,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     keep_heap_between_jobs()  # one process runs many jobs: keep its buffers mapped (workers/heap.py)
     if args.in_process:
         return work(InProcessWorker)
+    feeder = (lambda: run_feeder(connection, settings)) if BACKFILL_QUEUE in names and not args.burst else None
     supervisor = Supervisor(lambda name: work(InProcessWorker, name, settings.worker_max_jobs), connection, names,
-                            concurrency=settings.worker_concurrency)
+                            concurrency=settings.worker_concurrency, companion=feeder)
     event(logger, "supervising work processes", concurrency=settings.worker_concurrency)
     return supervisor.run()
 

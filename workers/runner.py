@@ -33,6 +33,8 @@ from rq.job import Job
 from rq.suspension import is_suspended, suspend
 
 from services import keys
+from services.backfill import SOURCE as BACKFILL_SOURCE
+from services.backfill import runs as backfill_runs
 from services.envelope import Envelope
 from services.errors import JobDeferred, JobSkipped, MalformedEnvelope, PermanentJobError, UnknownProcess
 from services.logs import event, log_context
@@ -93,8 +95,12 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
             metrics.job_finished(ctx.connection, name, outcome, time.monotonic() - started, queue_wait)
             if ctx._salesforce is not None:
                 metrics.salesforce_calls(ctx.connection, ctx._salesforce.calls)
+            if envelope.backfill_run and outcome in _FINAL_OUTCOMES:
+                backfill_runs.note_outcome(ctx.connection, envelope.backfill_run, ctx.job_id, _FINAL_OUTCOMES[outcome])
 
         try:
+            if envelope.backfill_run and backfill_runs.is_cancelled(ctx.connection, envelope.backfill_run):
+                raise JobSkipped(f"Backfill run {envelope.backfill_run} was cancelled.", code="BACKFILL_CANCELLED")
             with _deadline(job):
                 result = process.load_handler()(payload, ctx)
             # Inside the try: a completion event Salesforce would not take makes this attempt a retry.
@@ -135,6 +141,10 @@ def execute(raw_envelope: dict[str, Any]) -> dict[str, Any]:
         return result
 
 
+_FINAL_OUTCOMES = {"succeeded": "done", "failed": "failed", "skipped": "skipped"}
+"""A job attempt's outcome -> the backfill run's count it settles (retried and deferred attempts settle nothing)."""
+
+
 def pause_workers(connection: redis.Redis, seconds: int, reason: str = "") -> None:
     """Suspend every worker for ``seconds`` with rq's own suspension (``rq suspend --duration``), so queued jobs
     stay queued instead of each one calling Salesforce to be told the same; an operator's suspension is left
@@ -164,7 +174,8 @@ def _fail_now(job: Job | None, code: str) -> None:
 
 def _complete(ctx: JobContext, status: str, result: dict[str, Any] | None, error: str | None) -> None:
     """Publish the completion Platform Event when one is configured (see :mod:`workers.completion`)."""
-    if not ctx.settings.completion_event:
+    if not ctx.settings.completion_event or ctx.envelope.source == BACKFILL_SOURCE:
+        # A backfill of years of photos must not notify every uploader once per file; its progress is the run's.
         return
     from workers.completion import publish_completion
 

@@ -75,6 +75,10 @@ __all__ = ["EXIT_GAVE_UP", "EXIT_RETIRED", "HARD_DEADLINE_GRACE_S", "TIMEOUT_ERR
 
 logger = logging.getLogger("workers.supervisor")
 
+COMPANION_RESTART_S = 5.0
+"""A companion process that ended is started again no sooner than this after its last start."""
+COMPANION_STOP_S = 10.0
+
 EXIT_RETIRED = 75
 """A work process's exit status after running its share of jobs: replace it at once."""
 
@@ -177,10 +181,14 @@ class Supervisor:
     """
 
     def __init__(self, work: Callable[[str], int], connection: redis.Redis, queue_names: Iterable[str],
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, companion: Callable[[], int] | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._work = work
+        self._companion = companion
+        """A helper process that runs no jobs (the backfill feeder): kept alive beside the work processes."""
+        self._companion_pid: int | None = None
+        self._companion_at = 0.0
         self._connection = connection
         self._queue_names = tuple(queue_names)
         self._stopping = False
@@ -200,6 +208,7 @@ class Supervisor:
         for slot in self._slots:
             self._start(slot)
         while any(slot.pid is not None or slot.respawn_at is not None for slot in self._slots):
+            self._keep_companion()
             for slot in self._slots:
                 if slot.pid is not None:
                     ended = self._poll(slot)
@@ -215,7 +224,42 @@ class Supervisor:
                     elif time.monotonic() >= slot.respawn_at:
                         self._start(slot)
             time.sleep(WATCH_INTERVAL_S)
+        self._stop_companion()
         return status
+
+    def _keep_companion(self) -> None:
+        """Start the companion, and start it again (at most every :data:`COMPANION_RESTART_S`) when it ended."""
+        if self._companion is None:
+            return
+        if self._companion_pid is not None:
+            try:
+                done, status = os.waitpid(self._companion_pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = self._companion_pid, 0
+            if done != self._companion_pid:
+                return
+            self._companion_pid = None
+            if not self._stopping:
+                event(logger, "companion process ended; starting it again", logging.WARNING,
+                      code=os.waitstatus_to_exitcode(status))
+        if self._stopping or time.monotonic() < self._companion_at:
+            return
+        self._companion_at = time.monotonic() + COMPANION_RESTART_S
+        self._companion_pid = self._fork(self._companion)
+
+    def _stop_companion(self) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within :data:`COMPANION_STOP_S` (a Salesforce call in hand)."""
+        pid, self._companion_pid = self._companion_pid, None
+        if pid is None:
+            return
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + COMPANION_STOP_S
+        while not _reaped(pid):
+            if time.monotonic() >= deadline:
+                _signal(pid, signal.SIGKILL)
+                _wait(pid)
+                return
+            time.sleep(0.05)
 
     def _start(self, slot: _Slot) -> None:
         slot.name = uuid.uuid4().hex
@@ -298,18 +342,24 @@ class Supervisor:
                                   f"WORK_PROCESS_DIED: the process running the job died ({how}), e.g. out of memory.")
 
     def _spawn(self, slot: _Slot) -> int:
+        def work() -> int:
+            global _deadline
+            _deadline = slot.deadline
+            return self._work(slot.name)
+
+        return self._fork(work)
+
+    def _fork(self, run: Callable[[], int]) -> int:
         pid = os.fork()
         if pid:
             return pid
-        # The work process: default signal dispositions (rq installs its own), then work, then exit
+        # The child: default signal dispositions (rq installs its own), then work, then exit
         # without running the supervisor's atexit handlers or flushing its buffers twice.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
-        global _deadline
-        _deadline = slot.deadline
         code = 1
         try:
-            code = self._work(slot.name)
+            code = run()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # report anything, then die with a crash status
@@ -329,16 +379,16 @@ class Supervisor:
 
     def _stop_all(self, signum: int) -> None:
         self._stopping = True
-        for slot in self._slots:
-            if slot.pid is not None:
-                _signal(slot.pid, signum)
+        for pid in [slot.pid for slot in self._slots] + [self._companion_pid]:
+            if pid is not None:
+                _signal(pid, signum)
 
     def _reap_orphans(self) -> None:
         """Stop what a dead work process left behind (its rq scheduler): SIGTERM, then SIGKILL.
 
         Orphans are re-parented to us (the subreaper), so they are our children that are not work processes.
         """
-        working = {slot.pid for slot in self._slots if slot.pid is not None}
+        working = {slot.pid for slot in self._slots if slot.pid is not None} | {self._companion_pid}
         orphans = [pid for pid in _children(os.getpid()) if pid not in working]
         for pid in orphans:
             _signal(pid, signal.SIGTERM)

@@ -22,6 +22,8 @@ from typing import Any
 
 from marshmallow import Schema
 
+from services.settings import Settings
+
 NotificationFields = Mapping[str, "str | None"]
 
 
@@ -42,6 +44,12 @@ class Process:
             ``/jobs/<id>``), so that generic code never reads a process's payload fields.
         result_schema: Documents the handler's result in OpenAPI.
         timeout: Seconds a job may run.
+        file_payload: The payload of a job for one file (its ContentVersion Id), for work Offload starts itself
+            (the backfill); None for a process that does not take files.
+        calls_per_file: Salesforce API calls a job spends on one file, its completion event left out (a plan's
+            estimate).
+        renditions_per_file: How many files (ContentVersions) one source file becomes at most, under these settings:
+            what a backfill reserves of the org's daily file cap per file. 1 for a process that writes one.
         file_types: The file extensions (lower case, no dot) of the uploads this process is for: the Apex
             upload trigger routes a new file to the process listing its type (kept equal to its table by
             ``tests/core/test_file_types.py``). Empty: Salesforce never starts it on an upload by itself.
@@ -57,6 +65,9 @@ class Process:
     result_schema: type[Schema] | None = None
     timeout: int = 600
     file_types: tuple[str, ...] = ()
+    file_payload: Callable[[str], dict[str, Any]] | None = None
+    calls_per_file: int = 1
+    renditions_per_file: Callable[[Settings], int] = lambda settings: 1
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", self.name):

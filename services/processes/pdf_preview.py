@@ -16,7 +16,13 @@ from typing import Any
 from marshmallow import fields
 
 from services.processes.base import Process
-from services.processes.renditions import RenditionJobResult, content_version_from_notification, skip_rendition
+from services.processes.renditions import (
+    CALLS_PER_FILE,
+    RenditionJobResult,
+    content_version_from_notification,
+    file_payload,
+    skip_rendition,
+)
 from services.processes.schemas import PayloadSchema, SalesforceId, SentAt
 
 PDF_EXTENSIONS: tuple[str, ...] = ("pdf",)
@@ -66,4 +72,7 @@ PROCESS = Process(
     result_schema=PdfPreviewResult,
     timeout=600,
     file_types=PDF_EXTENSIONS,
+    file_payload=file_payload,
+    calls_per_file=CALLS_PER_FILE,
+    renditions_per_file=lambda settings: settings.pdf_max_pages * len(settings.pdf_variants),
 )

@@ -37,6 +37,11 @@ VARIANT_MAX = 40
 fails STRING_TOO_LONG on every retry."""
 
 
+CALLS_PER_FILE = 3
+"""Salesforce API calls a rendition job spends on one file besides its completion event: the Composite lookup,
+the download and the one insert (``workers/renditions.py``)."""
+
+
 def rendition_key(source_id: str, variant: str) -> str:
     """The unique key of one rendition: the same for every attempt at it, whoever makes it."""
     return f"{to_18(source_id)}:{variant}"
@@ -61,6 +66,12 @@ def content_version_from_notification(sobject: str, fields_: NotificationFields)
     if sobject != "ContentVersion":
         raise ValueError(f"this process takes a file: send a ContentVersion notification, not a {sobject} one")
     return {"contentVersionId": to_18(record_id)}
+
+
+def file_payload(content_version_id: str) -> dict[str, Any]:
+    """The payload of a rendition job for one file: the same one a live upload's callout sends, so that the two
+    have one delivery key and a file a live upload already queued is not queued again."""
+    return {"contentVersionId": to_18(content_version_id)}
 
 
 class RenditionResult(PayloadSchema):

@@ -17,7 +17,7 @@ from marshmallow import ValidationError, fields, validates_schema
 
 from services.imagetypes import IMAGE_EXTENSIONS
 from services.processes.base import NotificationFields, Process
-from services.processes.renditions import RenditionJobResult, skip_rendition
+from services.processes.renditions import CALLS_PER_FILE, RenditionJobResult, file_payload, skip_rendition
 from services.processes.schemas import PayloadSchema, SalesforceId, SentAt
 from services.sfids import is_valid_id, to_18
 
@@ -83,4 +83,7 @@ PROCESS = Process(
     result_schema=ResizeImageResult,
     timeout=600,
     file_types=IMAGE_EXTENSIONS,
+    file_payload=file_payload,
+    calls_per_file=CALLS_PER_FILE,
+    renditions_per_file=lambda settings: len(settings.image_variants),
 )

@@ -188,9 +188,10 @@ class SalesforceClient:
         if usage is not None and self._on_usage is not None:
             self._on_usage(ApiUsage(int(usage.used), int(usage.total)))
 
-    def _raw(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _raw(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+             ) -> requests.Response:
         """A call simple-salesforce can't make (multipart, streaming), with its error handling."""
-        headers = {k: v for k, v in self._sf.headers.items() if k != "Content-Type"}
+        headers = {**{k: v for k, v in self._sf.headers.items() if k != "Content-Type"}, **(headers or {})}
         response = self._session.request(method, self.base_url + path, headers=headers, **kwargs)
         if response.status_code >= 300:
             raise SalesforceError(response.url, response.status_code, path, _json_or_text(response.content))
@@ -219,6 +220,29 @@ class SalesforceClient:
     def query(self, soql: str) -> list[dict[str, Any]]:
         """Every record of a SOQL query (follows ``nextRecordsUrl``)."""
         return self._call(lambda sf: sf.query_all(soql)["records"])
+
+    def query_page(self, soql: str | None = None, *, next_records_url: str | None = None) -> QueryPage:
+        """One page of a SOQL query (up to 2,000 records), or the page a ``nextRecordsUrl`` names; for callers that
+        keep their own cursor (the backfill) instead of holding every record at once. A locator Salesforce no
+        longer knows fails with ``INVALID_QUERY_LOCATOR`` (permanent)."""
+        if next_records_url is not None:
+            data = self._call(lambda sf: sf.query_more(next_records_url, identifier_is_url=True))
+        elif soql is not None:
+            data = self._call(lambda sf: sf.query(soql))
+        else:
+            raise ValueError("give a SOQL query or a nextRecordsUrl")
+        body = _json_object(data)
+        return QueryPage(records=list(body.get("records") or []), total_size=int(body.get("totalSize") or 0),
+                         next_records_url=None if body.get("done", True) else body.get("nextRecordsUrl"))
+
+    def count(self, soql: str) -> int:
+        """``totalSize`` of a ``SELECT COUNT() ...`` query (one call)."""
+        return self.query_page(soql).total_size
+
+    def send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A REST call by path under the versioned base URL (e.g. ``jobs/query``, Bulk API 2.0), with the client's
+        re-authentication and error classification; for resources simple-salesforce has no method for."""
+        return self._call(lambda sf: self._raw(method, path, **kwargs))
 
     def get_record(self, sobject: str, record_id: str, fields: list[str] | None = None) -> dict[str, Any]:
         params = {"fields": ",".join(fields)} if fields else None
@@ -337,6 +361,15 @@ class SaveResult:
         return cls(str(item["id"]) if item.get("success") and item.get("id") else None, codes, message)
 
 
+@dataclass(frozen=True)
+class QueryPage:
+    """One page of query results: its records, the query's ``totalSize``, and the next page's URL (None: last)."""
+
+    records: list[dict[str, Any]]
+    total_size: int
+    next_records_url: str | None
+
+
 def _iter(response: requests.Response) -> Iterator[bytes]:
     yield from response.iter_content(chunk_size=256 * 1024)
 
@@ -447,14 +480,32 @@ def client_for_job(ctx: Any) -> SalesforceClient:
 
 
 def _new_client(ctx: Any) -> SalesforceClient:
-    settings = ctx.settings
+    if ctx.settings.salesforce_auth_mode is not None:
+        return integration_client(ctx.settings, ctx.connection)
+    return _client(ctx.settings, ctx.connection, _session_source(ctx))
+
+
+def integration_client(settings: Any, connection: Any) -> SalesforceClient:
+    """A client as the integration user (the Connected App credentials), for work that is not one delivery's
+    (the backfill's cursor and ``offload backfill``); it shares the workers' token and usage figures.
+
+    Raises:
+        SalesforcePermanentError: no Connected App credentials are configured (``NO_CREDENTIALS``).
+    """
+    if settings.salesforce_auth_mode is None:
+        raise SalesforcePermanentError(
+            "This needs the integration user's credentials: set SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET "
+            "(or the JWT variables). An Outbound Message's session only serves the job it came with.",
+            code="NO_CREDENTIALS")
     session = TimeoutSession(settings.salesforce_timeout, settings.salesforce_ca_bundle or True)
-    if settings.salesforce_auth_mode is not None:
-        source: Callable[[bool], Token] = SharedToken(settings, ctx.connection, session)
-    else:
-        source = _session_source(ctx)
+    return _client(settings, connection, SharedToken(settings, connection, session), session)
+
+
+def _client(settings: Any, connection: Any, source: Callable[[bool], Token],
+            session: TimeoutSession | None = None) -> SalesforceClient:
+    session = session or TimeoutSession(settings.salesforce_timeout, settings.salesforce_ca_bundle or True)
     return SalesforceClient(source, api_version=settings.salesforce_api_version, session=session,
-                            on_usage=lambda u: record_usage(ctx.connection, u), allowance=ctx.connection)
+                            on_usage=lambda u: record_usage(connection, u), allowance=connection)
 
 
 def _session_source(ctx: Any) -> Callable[[bool], Token]:
