@@ -39,6 +39,8 @@ MUTABLE_CONFIG = {
     "owner_link",
     "client_credentials_enabled",
     "query_batch_size",
+    "bulk_query_polls_in_progress",
+    "bulk_query_default_max_records",
 }
 
 
