@@ -104,7 +104,9 @@ class VisibleRows:
             return True
         if not self._computed:
             self._documents, self._computed = visible_documents(self._state), True
-        return self._documents is None or (sfids.is_valid_id(document_id) and sfids.to_18(document_id) in self._documents)
+        if self._documents is None:
+            return True
+        return sfids.is_valid_id(document_id) and sfids.to_18(document_id) in self._documents
 
     def all_records(self, sobject: str) -> list[dict]:
         rows = self._source.all_records(sobject)
