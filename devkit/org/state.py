@@ -223,6 +223,12 @@ class OrgState:
             pools = [self._records, self._deleted] if include_deleted else [self._records]
             return [dict(rec) for pool in pools for typ, rec in pool.values() if typ.lower() == lowered]
 
+    def field_values(self, sobject: str, name: str) -> list[tuple[str, Any]]:
+        """``(Id, value)`` of one field on every live record of ``sobject`` (canonical name), without copying the
+        records: a uniqueness check reads one field of thousands of records on every insert."""
+        with self.lock:
+            return [(rec["Id"], rec.get(name)) for typ, rec in self._records.values() if typ == sobject]
+
     def find(self, sobject: str, **criteria: Any) -> list[dict]:
         """Live records of ``sobject`` whose fields equal ``criteria`` (case-insensitive names)."""
         wanted = {k.lower(): v for k, v in criteria.items()}
