@@ -264,7 +264,7 @@ def create_job(version: str) -> Response:
     line_ending = body.get("lineEnding", "LF")
     if line_ending not in LINE_ENDINGS:
         raise _refuse(f"Invalid lineEnding: {line_ending!r}. Use LF or CRLF.")
-    unknown = set(body) - {"operation", "query", "contentType", "columnDelimiter", "lineEnding"}
+    unknown = set(body) - {"operation", "query", "contentType", "columnDelimiter", "lineEnding", "object"}
     if unknown:
         raise _refuse(f"Unrecognized field(s) in the job request: {', '.join(sorted(unknown))}")
     from . import soql_parser
@@ -282,6 +282,11 @@ def create_job(version: str) -> Response:
                       "FUNCTIONALITY_NOT_ENABLED")
     _run(state, text, operation, version)  # INVALID_FIELD / INVALID_TYPE now, as the REST query would answer
     sobject = state.catalog.resolve(parsed.sobject) or parsed.sobject
+    named = body.get("object")
+    if named is not None and (state.catalog.resolve(str(named)) or named) != sobject:
+        # API 47.0's guide lists an optional ``object`` ("If this is not specified, the API determines the object
+        # from the query"); later guides dropped it. One that names another object than the query is refused.
+        raise _refuse(f"The object {named!r} is not the object the query reads ({sobject}).")
     if state.bulk_query_jobs_remaining() <= 0:
         # "ExceededQuota: The job or batch you tried to create exceeds the allowed number for the past 24-hour
         # period" (bulk_api_2_0_errors.htm); the wire spelling and status are not documented.

@@ -202,6 +202,10 @@ def test_soql_bulk_api_2_does_not_run_is_refused(api: Api, query: str, feature: 
     assert error["errorCode"] == "FUNCTIONALITY_NOT_ENABLED" and feature in error["message"]
 
 
+def test_the_object_may_be_named_as_api_47_allowed(api: Api) -> None:
+    assert _create(api, "SELECT Id FROM Account", object="account")["object"] == "Account"
+
+
 def test_a_semi_join_in_where_is_not_a_parent_to_child_query(api: Api) -> None:
     _accounts(api, "x")
     _create(api, "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact)")
@@ -214,6 +218,8 @@ def test_a_semi_join_in_where_is_not_a_parent_to_child_query(api: Api) -> None:
     {"operation": "query", "query": "SELECT Id FROM Account", "contentType": "JSON"},
     {"operation": "query", "query": "SELECT Id FROM Account", "columnDelimiter": "COLON"},
     {"operation": "query", "query": "SELECT Id FROM Account", "lineEnding": "CR"},
+    {"operation": "query", "query": "SELECT Id FROM Account", "object": "Contact"},
+    {"operation": "query", "query": "SELECT Id FROM Account", "pkChunking": True},
 ])
 def test_bad_job_requests_are_refused(api: Api, body: dict) -> None:
     assert _error(api.post("/jobs/query", json=body), 400)["errorCode"] == "API_ERROR"
