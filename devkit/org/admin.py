@@ -39,6 +39,8 @@ MUTABLE_CONFIG = {
     "owner_link",
     "client_credentials_enabled",
     "query_batch_size",
+    "bulk_query_polls_in_progress",
+    "bulk_query_default_max_records",
 }
 
 
@@ -261,3 +263,13 @@ def update_config() -> Response:
 def reset() -> Response:
     _state().reset()
     return json_response({"reset": True})
+
+
+@bp.post("/seed/files")
+def seed_files() -> Response:
+    """``{"records", "files_per_record", "sobject", "mix", "rendered_fraction", "created_from", "created_until",
+    "owner_id", "seed"}``: thousands of files on records at once (:func:`devkit.org.seed.seed_files`)."""
+    from . import seed
+
+    seeded = seed.seed_from_json(_state(), _body())
+    return json_response(seeded.to_json(), 201)

@@ -56,13 +56,13 @@ def create_org_app(state: OrgState) -> Flask:
     Blueprints in ``state.admin_blueprints`` (e.g. outbound-message admin routes) are
     registered too; add them before calling this (Flask refuses blueprints after serving).
     """
-    from . import admin, composite, oauth, outbound_admin, rest, sobjects
+    from . import admin, bulk, composite, oauth, outbound_admin, rest, sobjects
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=None, MAX_FORM_MEMORY_SIZE=None, JSON_SORT_KEYS=False)
     app.extensions["devorg_state"] = state
     app.wsgi_app = _TrailingSlash(app.wsgi_app)  # type: ignore[method-assign]
-    for module in (oauth, rest, sobjects, composite, admin, outbound_admin):
+    for module in (oauth, rest, sobjects, composite, bulk, admin, outbound_admin):
         app.register_blueprint(module.bp)
     register_admin_blueprints(app, state)
 

@@ -165,6 +165,15 @@ class OrgConfig:
     identity_host: str = "https://login.salesforce.com"
     #: SOQL query batch size before ``nextRecordsUrl`` paging (REST default 2000).
     query_batch_size: int = 2000
+    #: Bulk API 2.0 query jobs: how many job-info polls answer InProgress before one answers JobComplete (0: the
+    #: first poll after creation does). Real orgs take as long as the query takes; tests want it deterministic.
+    bulk_query_polls_in_progress: int = 0
+    #: Records in one set of Bulk API 2.0 query results when the client gives no ``maxRecords``: "the server uses a
+    #: default value based on the service" (query_get_job_results.htm); the number is not documented.
+    bulk_query_default_max_records: int = 50_000
+    #: Bulk API 2.0 query jobs per rolling 24 h ("DailyBulkV2QueryJobs" in /limits: 10,000,
+    #: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/queries.htm).
+    bulk_query_daily_jobs: int = 10_000
     #: ``instance_url`` in token responses; None: the emulator's own base URL.
     instance_url: str | None = None
 

@@ -75,8 +75,14 @@ def _decode_base64(state: OrgState, value: Any) -> bytes:
 
 
 def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
-                   acting_user: str | None = None) -> dict[str, Any]:
-    """Insert a ContentVersion from cleaned fields; ``blob`` is the multipart body part, if any."""
+                   acting_user: str | None = None, stamp: str | None = None, notify: bool = True) -> dict[str, Any]:
+    """Insert a ContentVersion from cleaned fields; ``blob`` is the multipart body part, if any.
+
+    ``stamp`` and ``notify`` are for seeding files that were already in the org (``devkit/org/seed.py``): the
+    version, its document and links get that CreatedDate/LastModifiedDate/SystemModstamp instead of now, and
+    listeners (outbound messages) are not told, as nothing was uploaded now.
+    """
+    system = _stamped(stamp)
     lowered = {k.lower(): k for k in fields}
     data_key = lowered.get("versiondata")
     if blob is None and data_key is not None and fields[data_key] not in (None, ""):
@@ -127,6 +133,7 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
             document_id = state.insert(
                 "ContentDocument",
                 {
+                    **system,
                     "Title": title,
                     "OwnerId": owner,
                     "LatestPublishedVersionId": version_id,
@@ -137,6 +144,7 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
                     "ArchivedDate": None,
                     "IsArchived": False,
                 },
+                notify=notify,
             )["Id"]
         cleaned = {k: v for k, v in fields.items() if k.lower() not in ("title", "contentdocumentid")}
         record = state.insert(
@@ -144,11 +152,13 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
             {
                 **cleaned,
                 **computed,
+                **system,
                 "OwnerId": owner,
                 "ContentDocumentId": document_id,
                 "VersionNumber": str(number),
             },
             record_id=version_id,
+            notify=notify,
         )
         if number > 1:
             state.update(
@@ -162,7 +172,8 @@ def create_version(state: OrgState, fields: dict[str, Any], blob: Any = None, *,
                 },
             )
         else:
-            _link_new_document(state, document_id, owner, fields.get(first_key) if first_key else None)
+            _link_new_document(state, document_id, owner, fields.get(first_key) if first_key else None,
+                               system=system, notify=notify)
     state.count_content_publication()
     logger.info("ContentVersion %s v%s of %s (%d bytes)", version_id, number, document_id, size)
     return record
@@ -177,29 +188,41 @@ def _retire_latest(state: OrgState, document_id: str) -> int:
     return 1 + max((int(v.get("VersionNumber") or 0) for v in versions), default=0)
 
 
-def _link_new_document(state: OrgState, document_id: str, owner: str, first_location: str | None) -> None:
+def _stamped(stamp: str | None) -> dict[str, Any]:
+    if stamp is None:
+        return {}
+    return {"CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp}
+
+
+def _link_new_document(state: OrgState, document_id: str, owner: str, first_location: str | None, *,
+                       system: dict[str, Any] | None = None, notify: bool = True) -> None:
     """ContentDocumentLinks of a new document: FirstPublishLocationId, plus the owner's own link."""
+    system = system or {}
     if first_location:
         user_location = first_location.startswith(state.catalog.prefix("User"))
         state.insert(
             "ContentDocumentLink",
             {
+                **system,
                 "ContentDocumentId": document_id,
                 "LinkedEntityId": first_location,
                 "ShareType": "I" if user_location else "V",
                 "Visibility": "AllUsers",
             },
+            notify=notify,
         )
         if user_location or not state.config.owner_link:
             return
     state.insert(
         "ContentDocumentLink",
         {
+            **system,
             "ContentDocumentId": document_id,
             "LinkedEntityId": owner,
             "ShareType": "I",
             "Visibility": "AllUsers",
         },
+        notify=notify,
     )
 
 

@@ -135,14 +135,13 @@ def check_unique(state: OrgState, sobject: str, fields: dict[str, Any], *, recor
         if stored is None:
             continue  # no record holds the field yet
         wanted = str(value) if field.case_sensitive else str(value).lower()
-        for other in state.all_records(sobject):
-            held = other.get(stored)
-            if held is None or other["Id"] == record_id:
+        for other_id, held in state.field_values(sobject, stored):
+            if held is None or other_id == record_id:
                 continue
             if (str(held) if field.case_sensitive else str(held).lower()) == wanted:
                 raise RestError(
                     400, "DUPLICATE_VALUE",
-                    f"duplicate value found: {field.name} duplicates value on record with id: {other['Id'][:15]}",
+                    f"duplicate value found: {field.name} duplicates value on record with id: {other_id[:15]}",
                     [],
                 )
 

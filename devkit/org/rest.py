@@ -68,7 +68,7 @@ def versions() -> Response:
 def resources(version: str) -> Response:
     check_version(version)
     base = f"/services/data/v{version}"
-    names = ("sobjects", "query", "queryAll", "composite", "limits")
+    names = ("sobjects", "query", "queryAll", "composite", "limits", "jobs")
     return json_response({name: f"{base}/{name}" for name in names})
 
 
@@ -91,6 +91,10 @@ def limits(version: str) -> Response:
             "ContentPublicationLimit": {
                 "Max": state.config.content_publication_limit,
                 "Remaining": state.content_publications_remaining(),
+            },
+            "DailyBulkV2QueryJobs": {
+                "Max": state.config.bulk_query_daily_jobs,
+                "Remaining": state.bulk_query_jobs_remaining(),
             },
             "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             "FileStorageMB": {"Max": 10240, "Remaining": max(0, 10240 - used_mb)},

@@ -94,6 +94,10 @@ class OrgState:
         #: When each ContentVersion was published (epoch s), for the rolling 24 h ContentPublicationLimit.
         self.content_publications: collections.deque[float] = collections.deque()
         self.query_cursors: dict[str, tuple[list[dict], int, int]] = {}
+        #: Bulk API 2.0 query jobs by Id (``devkit/org/bulk.py``).
+        self.bulk_query_jobs: dict[str, Any] = {}
+        #: When each Bulk API 2.0 query job was created (epoch s), for the rolling 24 h DailyBulkV2QueryJobs.
+        self.bulk_query_job_times: collections.deque[float] = collections.deque()
         self._pending: list[tuple[str, dict, bool]] | None = None
         self._undo: list[tuple[str, tuple[str, dict] | None, tuple[str, dict] | None]] = []
         self.user_id = ""
@@ -219,6 +223,12 @@ class OrgState:
             pools = [self._records, self._deleted] if include_deleted else [self._records]
             return [dict(rec) for pool in pools for typ, rec in pool.values() if typ.lower() == lowered]
 
+    def field_values(self, sobject: str, name: str) -> list[tuple[str, Any]]:
+        """``(Id, value)`` of one field on every live record of ``sobject`` (canonical name), without copying the
+        records: a uniqueness check reads one field of thousands of records on every insert."""
+        with self.lock:
+            return [(rec["Id"], rec.get(name)) for typ, rec in self._records.values() if typ == sobject]
+
     def find(self, sobject: str, **criteria: Any) -> list[dict]:
         """Live records of ``sobject`` whose fields equal ``criteria`` (case-insensitive names)."""
         wanted = {k.lower(): v for k, v in criteria.items()}
@@ -262,6 +272,14 @@ class OrgState:
         transaction took back (observed on real orgs; Salesforce does not document it either way)."""
         with self.lock:
             self.content_publications.append(time.time())
+
+    def bulk_query_jobs_remaining(self, now: float | None = None) -> int:
+        """Bulk API 2.0 query jobs the org may still create in the rolling 24 h window (DailyBulkV2QueryJobs)."""
+        cutoff = (time.time() if now is None else now) - 24 * 3600
+        with self.lock:
+            while self.bulk_query_job_times and self.bulk_query_job_times[0] < cutoff:
+                self.bulk_query_job_times.popleft()
+            return max(0, self.config.bulk_query_daily_jobs - len(self.bulk_query_job_times))
 
     # ----- transactions ------------------------------------------------------------------
     @contextlib.contextmanager
