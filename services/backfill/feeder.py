@@ -129,15 +129,19 @@ def _step(connection: redis.Redis, settings: Settings, run: Run, sf: Callable[[]
         budget = min(budget, run.max_files - counts.enqueued)
     if budget <= 0:
         return Step(run.id)
-    held = _margin_reached(connection, settings, run, sf, budget + counts.in_flight)
+    _refresh_figures(connection, sf)
+    held = _api_margin_reached(connection)
+    if not held and counts.pending < budget and not run.cursor.get("done"):
+        _read_page(connection, run, sf())
+    ids = [_text(i) for i in connection.lrange(runs.pending_key(run.id), 0, budget - 1)] if not held else []
+    if ids:
+        # Only files to queue need the file cap's room: a run whose files all have renditions still reads to the end.
+        held = _file_margin_reached(connection, settings, run, len(ids) + counts.in_flight)
     if held:
         if held != run.reason:
             event(logger, "backfill holds", logging.WARNING, run=run.id, reason=held)
         runs.set_reason(connection, run.id, held)
         return Step(run.id, held=held)
-    if counts.pending < budget and not run.cursor.get("done"):
-        _read_page(connection, run, sf())
-    ids = [_text(i) for i in connection.lrange(runs.pending_key(run.id), 0, budget - 1)]
     queued = _queue(connection, settings, run, ids)
     pipe = connection.pipeline()
     pipe.ltrim(runs.pending_key(run.id), len(ids), -1)
@@ -159,18 +163,27 @@ def _tokens(connection: redis.Redis, run: Run, now: float) -> float | None:
     return min(float(run.rate), tokens + run.rate * max(0.0, now - at) / 60.0)
 
 
-def _margin_reached(connection: redis.Redis, settings: Settings, run: Run, sf: Callable[[], SalesforceClient],
-                    files: int) -> str:
-    """Why feeding must hold now (empty: it need not): the org's API use or its file cap near the margin."""
+def _refresh_figures(connection: redis.Redis, sf: Callable[[], SalesforceClient]) -> None:
+    """Read ``/limits`` again (one call) when the shared figures are missing or older than :data:`LIMITS_MAX_AGE`."""
     usage, files_left = latest_usage(connection), allowance.estimate(connection)
     now = time.time()
     if (usage is None or now - usage.read_at > LIMITS_MAX_AGE
             or files_left is None or now - files_left.read_at > LIMITS_MAX_AGE):
         sf().refresh_usage()
-        usage, files_left = latest_usage(connection), allowance.estimate(connection)
+
+
+def _api_margin_reached(connection: redis.Redis) -> str:
+    """Why feeding must hold for the org's API allowance (empty: it need not)."""
+    usage = latest_usage(connection)
     if usage is not None and usage.fraction >= API_CEILING:
         return (f"API_MARGIN: the org has used {usage.used} of {usage.limit} daily API requests; a backfill holds "
                 f"from {API_CEILING:.0%} to leave the rest to live uploads and the org's other integrations")
+    return ""
+
+
+def _file_margin_reached(connection: redis.Redis, settings: Settings, run: Run, files: int) -> str:
+    """Why ``files`` more jobs must not be queued for the org's daily file cap (empty: they may)."""
+    files_left = allowance.estimate(connection)
     need = files * run.selection.declaration.renditions_per_file(settings)
     if files_left is not None and files_left.limit and files_left.remaining - need < FILE_RESERVE * files_left.limit:
         return (f"FILE_MARGIN: the org can publish about {max(0, files_left.remaining)} more files today "

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from services import keys
+from services.backfill import runs as backfill_runs
 from services.logs import event
 from services.ops.counters import JOB_DURATION_BUCKETS, QUEUE_WAIT_BUCKETS
 from services.salesforce import allowance
@@ -170,6 +171,7 @@ class RedisCollector:
             yield GaugeMetricFamily("offload_salesforce_content_publications_remaining", "Files and versions the "
                                     "org can still publish (last /limits reading less what workers published "
                                     "since); workers pause at the reserve.", value=max(0, publications.remaining))
+        yield from _backfill(self.connection)
 
         yield GaugeMetricFamily("offload_workers", "RQ workers registered in Redis.", value=float(workers))
         yield GaugeMetricFamily("offload_workers_paused", "1 while workers are suspended (at the org's API "
@@ -187,6 +189,27 @@ class RedisCollector:
                 registry.add_metric([name, state], float(count))
         yield depth
         yield registry
+
+
+def _backfill(connection: redis.Redis) -> Iterator[Metric]:
+    """The active backfill run (or the last one): its files by where they are, and whether it runs or holds."""
+    run = backfill_runs.latest(connection)
+    if run is None:
+        return
+    c = run.counts
+    files = GaugeMetricFamily("offload_backfill_files", "Files of the active (else the last) backfill run: done, "
+                              "failed, skipped (had renditions, queued by a live upload, or skipped by the job), "
+                              "queued (jobs not ended yet), left.", labels=["state"])
+    for state, value in (("done", c.done), ("failed", c.failed),
+                         ("skipped", c.skipped + c.already_rendered + c.already_queued), ("queued", c.in_flight),
+                         ("left", run.left)):
+        files.add_metric([state], float(value))
+    yield files
+    yield GaugeMetricFamily("offload_backfill_running", "1 while a backfill run is running (not paused or ended).",
+                            value=1.0 if run.state == backfill_runs.RUNNING else 0.0)
+    yield GaugeMetricFamily("offload_backfill_held", "1 while a running backfill holds at a safety margin of the "
+                            "org's allowances (or Salesforce does not answer); `offload backfill status` says why.",
+                            value=1.0 if run.state == backfill_runs.RUNNING and run.reason else 0.0)
 
 
 class _LocalCollector:

@@ -102,10 +102,11 @@ def pause_status(connection: redis.Redis) -> Pause | None:
 
 def queue_names(connection: redis.Redis) -> list[str]:
     """Every queue RQ knows of, plus every registered process's queue (so an idle one shows)."""
+    from services.backfill import QUEUE as BACKFILL_QUEUE
     from services.processes import PROCESSES
 
     known = {q.name for q in Queue.all(connection=connection, serializer=SERIALIZER)}
-    return sorted(known | {p.queue for p in PROCESSES.values()})
+    return sorted(known | {p.queue for p in PROCESSES.values()} | {BACKFILL_QUEUE})
 
 
 def envelope_of(job: Job) -> dict[str, Any]:

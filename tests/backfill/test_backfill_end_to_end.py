@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from devkit.devstack import LocalStack
+from devkit.org.seed import seed_files
 from services.backfill import runs
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
@@ -27,7 +28,8 @@ from tests.support.stacktools import callout, wait_for
 pytestmark = pytest.mark.integration
 
 LISTINGS = 40
-PHOTOS_PER_LISTING = 50
+FILES_PER_LISTING = 60
+"""2,400 files: 2,160 photos (216 with renditions already) and 240 PDFs."""
 VARIANTS = {"large", "medium", "thumb"}
 
 
@@ -59,14 +61,18 @@ def kill_dyno(worker: subprocess.Popen[bytes]) -> None:
 def test_a_backfill_renders_every_old_photo_once_through_pause_kill_resume_and_live_uploads(
         stack: LocalStack, redis_conn: Any) -> None:
     org = stack.org
-    tiny = photo_jpeg(64, 48)
-    listings = [create_record(org, "Account", Name=f"Listing {i}") for i in range(LISTINGS)]
-    photos = [upload_file(org, listing, tiny, f"photo-{n}.jpg") for listing in listings
-              for n in range(PHOTOS_PER_LISTING)]
-    user_photo = upload_file(org, org.state.user_id, tiny, "avatar.jpg")  # not on an Account
+    seeded = seed_files(org, records=LISTINGS, files_per_record=FILES_PER_LISTING, mix={"jpg": 6, "png": 3, "pdf": 1},
+                        rendered_fraction=0.1)
+    listings = seeded.record_ids
+    photos = [i for kind in ("jpg", "png") for i in seeded.by_kind[kind]]
+    rendered_before = set(seeded.rendered_source_ids)
+    user_photo = upload_file(org, org.state.user_id, photo_jpeg(64, 48), "avatar.jpg")  # not on an Account
     plan = offload(stack, "backfill", "plan", "--object", "Account")
     assert plan.returncode == 0, plan.stderr
     assert f"candidate files           {len(photos):>10,}" in plan.stdout, plan.stdout
+    [estimate] = [line for line in plan.stdout.splitlines() if "already have renditions" in line]
+    assert "estimated from a sample of 2,000" in estimate, "over 2,000 candidates, a plan samples"
+    assert abs(int(estimate.split()[3].replace(",", "")) - len(rendered_before)) < 60, (estimate, len(rendered_before))
     assert "Nothing was queued" in plan.stdout
     assert redis_conn.llen("rq:queue:backfill") == 0
 
@@ -101,7 +107,8 @@ def test_a_backfill_renders_every_old_photo_once_through_pause_kill_resume_and_l
 
     final = status(stack)
     assert final["state"] == "finished" and final["failed"] == 0 and final["left"] == 0, final
-    assert final["done"] + final["alreadyQueued"] + final["alreadyRendered"] == len(photos), final
+    assert final["alreadyRendered"] == len(rendered_before), final
+    assert final["done"] + final["alreadyQueued"] == len(photos) - len(rendered_before), final
     by_source: dict[str, list[str]] = {}
     for record in org.state.all_records("ContentVersion"):
         if record.get("Offload_Rendition_Of__c"):
@@ -110,7 +117,7 @@ def test_a_backfill_renders_every_old_photo_once_through_pause_kill_resume_and_l
         variants = by_source.get(photo, [])
         assert sorted(variants) == sorted(VARIANTS), (photo, variants)
     assert user_photo not in by_source, "--object Account leaves a file on a user alone"
-    assert not set(by_source) - set(photos) - {live_source}, "no rendition of a rendition, nothing else touched"
+    assert not set(by_source) - set(photos) - {live_source}, "no rendition of a rendition, nor of a PDF"
 
     second = offload(stack, "backfill", "start", "--object", "Account")
     assert second.returncode == 0, second.stderr

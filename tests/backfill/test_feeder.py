@@ -187,3 +187,90 @@ def test_the_selection_is_the_soql_salesforce_runs() -> None:
     assert "CreatedDate >= 2024-01-01T00:00:00Z" in where and "CreatedDate < 2024-02-01T00:00:00Z" in where
     assert "FirstPublishLocationId IN (SELECT Id FROM Listing__c)" in where
     assert selection.soql(after_id="068000000000001AAA").endswith("AND Id > '068000000000001AAA' ORDER BY Id")
+
+
+def _seeded(org: Any, **options: Any) -> Any:
+    from devkit.org.seed import seed_files
+
+    return seed_files(org, **options)
+
+
+def _images(seeded: Any) -> set[str]:
+    return {i for kind in ("jpg", "jpeg", "png") for i in seeded.by_kind.get(kind, [])}
+
+
+def read_through(connection: redis.Redis, settings: Settings, run_id: str, steps: int = 100) -> runs.Run:
+    """Step until the cursor has read everything and every file is queued; the queue is emptied after each step, as
+    busy workers would take the jobs (the jobs themselves are the end-to-end test's business)."""
+    for _ in range(steps):
+        step(connection, settings)
+        connection.delete(f"rq:queue:{QUEUE}")
+        found = runs.load(connection, run_id)
+        assert found is not None and found.active, found
+        if found.cursor.get("done") and found.counts.pending == 0:
+            return found
+    raise AssertionError(f"run {run_id} did not read through in {steps} steps")
+
+
+def test_rest_pages_are_followed_by_nextrecordsurl_and_an_expired_locator_reads_on_after_the_last_id(
+        redis_conn: redis.Redis, settings: Settings, org: Any) -> None:
+    seeded = _seeded(org, records=3, files_per_record=200, rendered_fraction=0.2)
+    org.state.config = __import__("dataclasses").replace(org.state.config, query_batch_size=200)
+    run = start(redis_conn, settings, Selection.parse("resize-image"))
+    step(redis_conn, settings)
+    first = runs.load(redis_conn, run.id)
+    assert first is not None and first.cursor["next"], "a page of 200, and a nextRecordsUrl for the rest"
+    assert first.counts.read == 200
+    org.state.query_cursors.clear()  # Salesforce let the locator go (the run was paused too long)
+    read = read_through(redis_conn, settings, run.id)
+    images = _images(seeded)
+    assert read.counts.read == len(images), "every candidate read once, none twice"
+    assert read.counts.already_rendered == len(seeded.rendered_source_ids)
+    assert read.counts.enqueued == len(images - set(seeded.rendered_source_ids))
+
+
+def test_a_large_org_is_read_with_a_bulk_query_job_page_by_page(
+        redis_conn: redis.Redis, settings: Settings, run_jobs: Any, org: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded = _seeded(org, records=3, files_per_record=40, mix={"jpg": 1}, rendered_fraction=0.25)
+    monkeypatch.setattr(cursor, "BULK_PAGE", 50)
+    run = runs.new_run(Selection.parse("resize-image", "Account"), mode="bulk", total=120, rate=None, max_files=None)
+    runs.start(redis_conn, run)
+    step(redis_conn, settings)
+    created = runs.load(redis_conn, run.id)
+    assert created is not None and created.cursor["job"].startswith("750") and created.counts.read == 0
+    read = read_through(redis_conn, settings, run.id)
+    assert read.counts.read == 120
+    assert read.counts.already_rendered == len(seeded.rendered_source_ids)
+    assert read.counts.enqueued == 120 - len(seeded.rendered_source_ids)
+
+
+def test_since_and_until_are_whole_utc_days_of_createddate(
+        redis_conn: redis.Redis, settings: Settings, org: Any) -> None:
+    _seeded(org, records=1, files_per_record=100, mix={"jpg": 1}, created_from="2025-01-01T00:00:00Z",
+            created_until="2025-04-11T00:00:00Z")  # one file a day
+    sf = integration_client(settings, redis_conn)
+    assert sf.count(Selection.parse("resize-image", None, "2025-02-01", "2025-02-28").count_soql()) == 28
+    assert sf.count(Selection.parse("resize-image", None, "2025-04-01").count_soql()) == 10
+
+
+def test_feeding_holds_before_the_org_daily_file_cap_but_a_run_with_nothing_to_queue_still_ends(
+        redis_conn: redis.Redis, settings: Settings, run_jobs: Any, org: Any, photos: dict[str, list[str]]) -> None:
+    import dataclasses
+
+    selection = Selection.parse("resize-image", "Account")
+    assert drain(redis_conn, settings, run_jobs, start(redis_conn, settings, selection).id).state == runs.FINISHED
+    # 31 uploads and 90 renditions published today. A cap of 200 leaves 79: a step that reserved room for a
+    # full batch (20 files x 3) would hold under the 25 % reserve, but a run with nothing to queue reads to its end.
+    org.state.config = dataclasses.replace(org.state.config, content_publication_limit=200)
+    integration_client(settings, redis_conn).refresh_usage()
+    nothing_new = start(redis_conn, settings, selection)
+    assert drain(redis_conn, settings, run_jobs, nothing_new.id).state == runs.FINISHED
+    # 160 leaves 38, under the reserve of 40 even for one new photo.
+    org.state.config = dataclasses.replace(org.state.config, content_publication_limit=160)
+    integration_client(settings, redis_conn).refresh_usage()
+    upload_file(org, create_record(org, "Account", Name="New"), photo_jpeg(64, 48, seed=2), "new.jpg")
+    run = start(redis_conn, settings, selection)
+    held = step(redis_conn, settings)
+    assert held is not None and held.held.startswith("FILE_MARGIN"), held
+    assert make_count(redis_conn) == 0
+    assert "ContentPublicationLimit 160" in runs.load(redis_conn, run.id).reason  # type: ignore[union-attr]
