@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from devkit.embedded_redis import EmbeddedRedis, free_port
-from devkit.procfile import spawn, stop
+from devkit.procfile import APPLINK_PROCESS_TYPES, spawn, stop
 
 COMPLETION_EVENT = "Offload_Job_Event__e"
 
@@ -93,12 +93,16 @@ class LocalStack:
         workers: Worker processes to start.
         env: Extra environment for web and workers.
         worker_args: Appended to the Procfile ``worker`` command (e.g. ``("--fork-per-job",)``).
+        applink: Run ``Procfile.applink``: the AppLink service-mesh stand-in on ``port`` in front of gunicorn
+            on ``APP_PORT``, with the AppLink API stand-in (``self.applink_api``) for it and the workers.
     """
 
     redis_url: str | None = None
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
     worker_args: tuple[str, ...] = ()
+    applink: bool = False
+    applink_api: object | None = None
     web_concurrency: int = 2
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="offload-stack-")))
     callout_secret: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -131,8 +135,10 @@ class LocalStack:
                 # One work process per worker unless asked: the tests count processes, and a laptop's
                 # CPU count says little about a dyno's (``services/dyno.py``).
                 "OFFLOAD_WORKER_CONCURRENCY": "1",
-                **self.env,
             }
+            if self.applink:
+                self.process_env.update(self._applink_env())
+            self.process_env.update(self.env)
             self._web = self._spawn("web", "web.log")
             for i in range(self.workers):
                 self.add_worker(i)
@@ -145,7 +151,25 @@ class LocalStack:
     def _spawn(self, name: str, log_name: str, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / log_name, "ab")  # closed with the stack
         self._exit.callback(log.close)
-        return spawn(name, self.process_env, args, stdout=log, stderr=subprocess.STDOUT)
+        commands = APPLINK_PROCESS_TYPES if self.applink else None
+        return spawn(name, self.process_env, args, commands=commands, stdout=log, stderr=subprocess.STDOUT)
+
+    def _applink_env(self) -> dict[str, str]:
+        """The AppLink API stand-in, the add-on's variables, ``APP_PORT``, and ``heroku-applink-service-mesh``
+        on ``PATH`` (a shim that runs :mod:`devkit.applink.mesh`, as the buildpack puts its binary there)."""
+        import sys
+
+        from devkit.applink.api import AUTHORIZATION_NAME, AppLinkApi
+
+        api = self._exit.enter_context(AppLinkApi(self.org))
+        self.applink_api = api
+        bin_dir = self.log_dir / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        shim = bin_dir / "heroku-applink-service-mesh"
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m devkit.applink.mesh "$@"\n')
+        shim.chmod(0o755)
+        return {**api.env(), "APP_PORT": str(free_port()), "OFFLOAD_APPLINK_AUTHORIZATION": AUTHORIZATION_NAME,
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     def add_worker(self, index: int | None = None) -> subprocess.Popen[bytes]:
         """Start one more worker process (Procfile ``worker``)."""

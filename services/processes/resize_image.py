@@ -83,4 +83,5 @@ PROCESS = Process(
     result_schema=ResizeImageResult,
     timeout=600,
     file_types=IMAGE_EXTENSIONS,
+    agent_action=True,
 )

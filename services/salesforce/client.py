@@ -40,6 +40,7 @@ from services.errors import (
 )
 from services.logs import event
 from services.salesforce import allowance
+from services.salesforce.applink import fetch_authorization
 from services.salesforce.sessions import load_session
 from services.salesforce.tokens import SharedToken, Token
 
@@ -449,8 +450,10 @@ def client_for_job(ctx: Any) -> SalesforceClient:
 def _new_client(ctx: Any) -> SalesforceClient:
     settings = ctx.settings
     session = TimeoutSession(settings.salesforce_timeout, settings.salesforce_ca_bundle or True)
-    if settings.salesforce_auth_mode is not None:
-        source: Callable[[bool], Token] = SharedToken(settings, ctx.connection, session)
+    if ctx.envelope.source == APPLINK_SOURCE:
+        source: Callable[[bool], Token] = _applink_source(ctx, session)
+    elif settings.salesforce_auth_mode is not None:
+        source = SharedToken(settings, ctx.connection, session)
     else:
         source = _session_source(ctx)
     return SalesforceClient(source, api_version=settings.salesforce_api_version, session=session,
@@ -482,5 +485,59 @@ def _session_source(ctx: Any) -> Callable[[bool], Token]:
             raise SalesforcePermanentError("The Outbound Message's session expired; it cannot be renewed.",
                                            code="INVALID_SESSION_ID")
         return token
+
+    return source
+
+
+APPLINK_SOURCE = "applink"
+"""``Envelope.source`` of a job the AppLink door enqueued (``services/receiver/applink.py``)."""
+
+
+def _applink_source(ctx: Any, session: requests.Session) -> Callable[[bool], Token]:
+    """An AppLink job writes back as AppLink intends: as the invoking user, then as the Authorized User.
+
+    First the invocation's own ``accessToken`` (``user`` / ``user-plus`` mode), decrypted from its
+    reference, towards the context's ``orgDomainUrl`` only if that is a Salesforce host. When the token is
+    gone (its reference outlived, or the org answers 401 ``INVALID_SESSION_ID``), the session of the
+    Authorized User ``OFFLOAD_APPLINK_AUTHORIZATION`` from the AppLink API (``authorized-user`` mode,
+    https://devcenter.heroku.com/articles/heroku-applink-user-modes), which must be of the same org.
+    Never the Connected App: the context says which org and user the work is for.
+    """
+    settings, envelope = ctx.settings, ctx.envelope
+    instance_url = envelope.instance_url or ""
+    if not session_host_allowed(instance_url, settings.salesforce_login_url):
+        raise SalesforcePermanentError(
+            f"The AppLink context's orgDomainUrl host {urlparse(instance_url).hostname!r} is not a Salesforce "
+            "host; its access token will not be sent there.", code="UNTRUSTED_INSTANCE")
+    parsed = urlparse(instance_url)
+    origin = f"{parsed.scheme}://{parsed.netloc}"
+    context_token = load_session(ctx.connection, settings.secret_key, envelope.session_ref) \
+        if envelope.session_ref and settings.secret_key else None
+
+    def authorized_user() -> Token:
+        if not settings.applink_authorization:
+            raise SalesforcePermanentError(
+                "The invoking user's AppLink access token expired before the job could write back, and no "
+                "Authorized User is configured: set OFFLOAD_APPLINK_AUTHORIZATION to the developer name of an "
+                "authorization of this org (heroku salesforce:authorizations:add), then retry the job.",
+                code="SESSION_EXPIRED")
+        user = fetch_authorization(settings, session, settings.applink_authorization)
+        if envelope.org_id and user.org_id != envelope.org_id:
+            raise SalesforcePermanentError(
+                f"Authorized User {settings.applink_authorization!r} is of org {user.org_id}, but the job came "
+                f"from org {envelope.org_id}: set OFFLOAD_APPLINK_AUTHORIZATION to an authorization of that org.",
+                code="WRONG_ORG_AUTHORIZATION")
+        if not session_host_allowed(user.instance_url, settings.salesforce_login_url):
+            raise SalesforcePermanentError(
+                f"The Authorized User's instance_url host {urlparse(user.instance_url).hostname!r} is not a "
+                "Salesforce host.", code="UNTRUSTED_INSTANCE")
+        event(logger, "applink context token expired: writing back as the Authorized User",
+              authorization=settings.applink_authorization)
+        return Token(access_token=user.access_token, instance_url=user.instance_url.rstrip("/"))
+
+    def source(refresh: bool) -> Token:
+        if context_token is not None and not refresh:
+            return Token(access_token=context_token, instance_url=origin)
+        return authorized_user()
 
     return source
