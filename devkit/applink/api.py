@@ -84,7 +84,7 @@ class AppLinkApi:
                 return jsonify({"id": "unauthorized", "message": "Invalid credentials provided."}), 401
             username = self.authorizations.get(developer_name)
             if username is None:
-                return jsonify({"id": "not_found", "message": f"Couldn't find that authorization."}), 404
+                return jsonify({"id": "not_found", "message": "Couldn't find that authorization."}), 404
             session = org.state.tokens.issue(username, "applink-authorization")
             return jsonify({
                 "id": str(uuid.uuid5(uuid.NAMESPACE_URL, developer_name)),

@@ -82,8 +82,8 @@ def parse_client_context(header: str | None, settings: Settings) -> ClientContex
         InvalidClientContext: code MISSING_CLIENT_CONTEXT, MALFORMED_CLIENT_CONTEXT or INCOMPLETE_CLIENT_CONTEXT.
         WrongOrg: the org is not one of ``OFFLOAD_ORG_IDS``.
     """
-    from heroku_applink import Config, Connection
     from heroku_applink import ClientContext as SdkContext
+    from heroku_applink import Config, Connection
 
     if not header or not header.strip():
         raise InvalidClientContext(

@@ -57,8 +57,8 @@ def test_every_process_lands_its_renditions_exactly_once_through_the_mesh(stack:
         assert first.status_code == 202, first.text
         assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
         assert again.json()["jobId"] == first.json()["jobId"]
-        job = wait_for(lambda job_id=first.json()["jobId"]: finished(stack, redis_conn, job_id), 60,
-                       f"the {name} job to finish", stack)
+        job_id = first.json()["jobId"]
+        job = wait_for(lambda: finished(stack, redis_conn, job_id), 60, f"the {name} job to finish", stack)  # noqa: B023
         assert job["status"] == "finished", (job, stack.logs())
         variants = [r["Offload_Variant__c"] for r in renditions_of(org, source)]
         assert sorted(variants) == sorted(expected[name]), variants
