@@ -61,8 +61,11 @@ def org_env(org: object) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
-    """An emulated org for ``offload dev``; yields the environment for web and workers."""
+def start_dev_org(receiver_url: str, *, applink: bool = False) -> Iterator[dict[str, str]]:
+    """An emulated org for ``offload dev``; yields the environment for web and workers.
+
+    ``applink``: also the AppLink API stand-in, the add-on's variables and ``APP_PORT`` (:func:`applink_env`).
+    """
     from devkit.org import EmulatedOrg
 
     with EmulatedOrg(offload_org_config(), state_dir=Path(tempfile.mkdtemp(prefix="offload-org-"))) as org:
@@ -71,7 +74,33 @@ def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
         stack_cb.callback(sender.stop)  # type: ignore[attr-defined]
         print(f"Org emulator: {org.base_url}  (CA bundle: {org.ca_bundle}, org id {org.org_id})")
         with stack_cb:
-            yield org_env(org)
+            env = org_env(org)
+            if applink:
+                env.update(applink_env(org, stack_cb, Path(tempfile.mkdtemp(prefix="offload-applink-")))[1])
+                print(f"AppLink: POST {receiver_url}/applink/<process> with "
+                      f"'Authorization: Bearer {org.issue_token()}' (a session of {org.username})")
+            yield env
+
+
+def applink_env(org: object, exit_stack: contextlib.ExitStack, bin_dir: Path) -> tuple[object, dict[str, str]]:
+    """Start the AppLink API stand-in for ``org`` (stopped by ``exit_stack``); return it and the variables
+    ``Procfile.applink`` runs with.
+
+    The add-on's ``HEROKU_APPLINK_API_URL``/``HEROKU_APPLINK_TOKEN``, a free ``APP_PORT``, the Authorized User,
+    and ``heroku-applink-service-mesh`` on ``PATH``: a shim in ``bin_dir`` that runs :mod:`devkit.applink.mesh`,
+    as the buildpack puts its binary on the dyno's ``PATH``.
+    """
+    import sys
+
+    from devkit.applink.api import AUTHORIZATION_NAME, AppLinkApi
+
+    api = exit_stack.enter_context(AppLinkApi(org))
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "heroku-applink-service-mesh"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m devkit.applink.mesh "$@"\n')
+    shim.chmod(0o755)
+    return api, {**api.env(), "APP_PORT": str(free_port()), "OFFLOAD_APPLINK_AUTHORIZATION": AUTHORIZATION_NAME,
+                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def _define_outbound(org: object, receiver_url: str) -> object:
@@ -155,21 +184,9 @@ class LocalStack:
         return spawn(name, self.process_env, args, commands=commands, stdout=log, stderr=subprocess.STDOUT)
 
     def _applink_env(self) -> dict[str, str]:
-        """The AppLink API stand-in, the add-on's variables, ``APP_PORT``, and ``heroku-applink-service-mesh``
-        on ``PATH`` (a shim that runs :mod:`devkit.applink.mesh`, as the buildpack puts its binary there)."""
-        import sys
-
-        from devkit.applink.api import AUTHORIZATION_NAME, AppLinkApi
-
-        api = self._exit.enter_context(AppLinkApi(self.org))
-        self.applink_api = api
-        bin_dir = self.log_dir / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        shim = bin_dir / "heroku-applink-service-mesh"
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m devkit.applink.mesh "$@"\n')
-        shim.chmod(0o755)
-        return {**api.env(), "APP_PORT": str(free_port()), "OFFLOAD_APPLINK_AUTHORIZATION": AUTHORIZATION_NAME,
-                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        """The AppLink stand-ins and variables (:func:`applink_env`); the API is ``self.applink_api``."""
+        self.applink_api, env = applink_env(self.org, self._exit, self.log_dir / "bin")
+        return env
 
     def add_worker(self, index: int | None = None) -> subprocess.Popen[bytes]:
         """Start one more worker process (Procfile ``worker``)."""

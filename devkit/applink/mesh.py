@@ -43,7 +43,9 @@ DEFAULT_BYPASS_ROUTES = ("/callouts/*", "/outbound/*", "/jobs/*", "/healthz", "/
 dev kit has no copy of the file); ``tests/devkit/test_applink_mesh.py`` keeps the two equal."""
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-               "transfer-encoding", "upgrade", "host", "content-length"}
+               "transfer-encoding", "upgrade", "content-length"}
+"""Not forwarded (RFC 9110 7.6.1; the length is recomputed). ``Host`` is kept, so the app's ``statusUrl`` names
+the public address the caller used (whether the real mesh keeps it is not documented: set OFFLOAD_PUBLIC_URL)."""
 
 
 def bypass_routes(root: Path | None = None) -> tuple[str, ...]:
