@@ -95,7 +95,7 @@ class JobStatus(Schema):
     jobId = fields.String()
     process = fields.String()
     status = fields.String(metadata={"description": "queued, started, deferred, scheduled, finished or failed."})
-    source = fields.String(metadata={"description": "callout or outbound."})
+    source = fields.String(metadata={"description": "callout, outbound or applink."})
     recordId = fields.String()
     enqueuedAt = fields.String(metadata={"format": "date-time"})
     startedAt = fields.String(metadata={"format": "date-time"})
