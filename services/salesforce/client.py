@@ -438,7 +438,8 @@ def session_host_allowed(instance_url: str, login_url: str) -> bool:
 
 
 def client_for_job(ctx: Any) -> SalesforceClient:
-    """The client a job uses: Connected App credentials, else the Outbound Message's session.
+    """The client a job uses: Connected App credentials, else the Outbound Message's session; an AppLink job
+    its invoking user's session, then the Authorized User (:func:`_applink_source`).
 
     Raises:
         ApiLimitNear: the org is near its daily API limit (the job pauses, see ``_check_headroom``).
