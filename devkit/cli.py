@@ -45,21 +45,25 @@ def redis_for_dev(echo: bool = True) -> Iterator[str]:
 @click.option("--workers", "worker_count", default=1, show_default=True, help="How many worker processes.")
 @click.option("--org/--no-org", "with_org", default=None,
               help="Start the local org emulator (default: when SALESFORCE_CLIENT_ID is unset).")
-def dev(port: int, worker_count: int, with_org: bool | None) -> None:
+@click.option("--applink", is_flag=True,
+              help="Run Procfile.applink: the AppLink service-mesh stand-in in front of the receiver (needs the org).")
+def dev(port: int, worker_count: int, with_org: bool | None, applink: bool) -> None:
     """Run receiver + workers as the Procfile says, with local Redis and org when none is configured."""
     from honcho.manager import Manager
 
-    from devkit.procfile import process_env, procfile_commands
+    from devkit.procfile import APPLINK_PROCESS_TYPES, process_env, procfile_commands
 
     if with_org is None:
         with_org = not os.environ.get("SALESFORCE_CLIENT_ID")
-    commands = procfile_commands()
+    if applink and not with_org:
+        raise click.UsageError("--applink needs the org emulator (its AppLink API stand-in mints the sessions).")
+    commands = APPLINK_PROCESS_TYPES if applink else procfile_commands()
     with contextlib.ExitStack() as stack:
         env = {"REDIS_URL": stack.enter_context(redis_for_dev()), "PORT": str(port)}
         if with_org:
             from devkit.devstack import start_dev_org
 
-            env.update(stack.enter_context(start_dev_org(receiver_url=f"http://127.0.0.1:{port}")))
+            env.update(stack.enter_context(start_dev_org(receiver_url=f"http://127.0.0.1:{port}", applink=applink)))
         env.setdefault("OFFLOAD_CALLOUT_SECRETS", os.environ.get("OFFLOAD_CALLOUT_SECRETS") or secrets.token_hex(16))
         env.setdefault("WEB_CONCURRENCY", "2")
         click.echo(f"Receiver: http://127.0.0.1:{port}  (OpenAPI: http://127.0.0.1:{port}/openapi.json)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from devkit.embedded_redis import EmbeddedRedis, free_port
-from devkit.procfile import spawn, stop
+from devkit.procfile import APPLINK_PROCESS_TYPES, spawn, stop
 
 COMPLETION_EVENT = "Offload_Job_Event__e"
 
@@ -61,8 +61,11 @@ def org_env(org: object) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
-    """An emulated org for ``offload dev``; yields the environment for web and workers."""
+def start_dev_org(receiver_url: str, *, applink: bool = False) -> Iterator[dict[str, str]]:
+    """An emulated org for ``offload dev``; yields the environment for web and workers.
+
+    ``applink``: also the AppLink API stand-in, the add-on's variables and ``APP_PORT`` (:func:`applink_env`).
+    """
     from devkit.org import EmulatedOrg
 
     with EmulatedOrg(offload_org_config(), state_dir=Path(tempfile.mkdtemp(prefix="offload-org-"))) as org:
@@ -71,7 +74,33 @@ def start_dev_org(receiver_url: str) -> Iterator[dict[str, str]]:
         stack_cb.callback(sender.stop)  # type: ignore[attr-defined]
         print(f"Org emulator: {org.base_url}  (CA bundle: {org.ca_bundle}, org id {org.org_id})")
         with stack_cb:
-            yield org_env(org)
+            env = org_env(org)
+            if applink:
+                env.update(applink_env(org, stack_cb, Path(tempfile.mkdtemp(prefix="offload-applink-")))[1])
+                print(f"AppLink: POST {receiver_url}/applink/<process> with "
+                      f"'Authorization: Bearer {org.issue_token()}' (a session of {org.username})")
+            yield env
+
+
+def applink_env(org: object, exit_stack: contextlib.ExitStack, bin_dir: Path) -> tuple[object, dict[str, str]]:
+    """Start the AppLink API stand-in for ``org`` (stopped by ``exit_stack``); return it and the variables
+    ``Procfile.applink`` runs with.
+
+    The add-on's ``HEROKU_APPLINK_API_URL``/``HEROKU_APPLINK_TOKEN``, a free ``APP_PORT``, the Authorized User,
+    and ``heroku-applink-service-mesh`` on ``PATH``: a shim in ``bin_dir`` that runs :mod:`devkit.applink.mesh`,
+    as the buildpack puts its binary on the dyno's ``PATH``.
+    """
+    import sys
+
+    from devkit.applink.api import AUTHORIZATION_NAME, AppLinkApi
+
+    api = exit_stack.enter_context(AppLinkApi(org))
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "heroku-applink-service-mesh"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m devkit.applink.mesh "$@"\n')
+    shim.chmod(0o755)
+    return api, {**api.env(), "APP_PORT": str(free_port()), "OFFLOAD_APPLINK_AUTHORIZATION": AUTHORIZATION_NAME,
+                 "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def _define_outbound(org: object, receiver_url: str) -> object:
@@ -93,12 +122,16 @@ class LocalStack:
         workers: Worker processes to start.
         env: Extra environment for web and workers.
         worker_args: Appended to the Procfile ``worker`` command (e.g. ``("--fork-per-job",)``).
+        applink: Run ``Procfile.applink``: the AppLink service-mesh stand-in on ``port`` in front of gunicorn
+            on ``APP_PORT``, with the AppLink API stand-in (``self.applink_api``) for it and the workers.
     """
 
     redis_url: str | None = None
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
     worker_args: tuple[str, ...] = ()
+    applink: bool = False
+    applink_api: object | None = None
     web_concurrency: int = 2
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="offload-stack-")))
     callout_secret: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -131,8 +164,10 @@ class LocalStack:
                 # One work process per worker unless asked: the tests count processes, and a laptop's
                 # CPU count says little about a dyno's (``services/dyno.py``).
                 "OFFLOAD_WORKER_CONCURRENCY": "1",
-                **self.env,
             }
+            if self.applink:
+                self.process_env.update(self._applink_env())
+            self.process_env.update(self.env)
             self._web = self._spawn("web", "web.log")
             for i in range(self.workers):
                 self.add_worker(i)
@@ -145,7 +180,13 @@ class LocalStack:
     def _spawn(self, name: str, log_name: str, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / log_name, "ab")  # closed with the stack
         self._exit.callback(log.close)
-        return spawn(name, self.process_env, args, stdout=log, stderr=subprocess.STDOUT)
+        commands = APPLINK_PROCESS_TYPES if self.applink else None
+        return spawn(name, self.process_env, args, commands=commands, stdout=log, stderr=subprocess.STDOUT)
+
+    def _applink_env(self) -> dict[str, str]:
+        """The AppLink stand-ins and variables (:func:`applink_env`); the API is ``self.applink_api``."""
+        self.applink_api, env = applink_env(self.org, self._exit, self.log_dir / "bin")
+        return env
 
     def add_worker(self, index: int | None = None) -> subprocess.Popen[bytes]:
         """Start one more worker process (Procfile ``worker``)."""

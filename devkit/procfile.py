@@ -28,6 +28,14 @@ PROCESS_TYPES: dict[str, str] = {
 }
 """The Procfile's process types, as Heroku reads them from the repository's ``Procfile``."""
 
+APPLINK_PROCESS_TYPES: dict[str, str] = {
+    "web": "heroku-applink-service-mesh " + PROCESS_TYPES["web"],
+    "worker": PROCESS_TYPES["worker"],
+}
+"""``Procfile.applink``: the same processes with the AppLink service mesh in front of ``web``, as its buildpack
+says ("web: heroku-applink-service-mesh <your app startup command>",
+https://github.com/heroku/heroku-buildpack-heroku-applink-service-mesh). ``APP_PORT`` is a config var."""
+
 
 def procfile_commands(path: Path | None = None) -> dict[str, str]:
     """``{"web": "gunicorn ...", "worker": "python -m workers"}``: a Procfile's lines, or the dev kit's copy."""
@@ -49,14 +57,15 @@ def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
 
 
 def spawn(
-    name: str, overrides: Mapping[str, str], args: Sequence[str] = (), **popen_kwargs: object
+    name: str, overrides: Mapping[str, str], args: Sequence[str] = (), *, commands: Mapping[str, str] | None = None,
+    **popen_kwargs: object,
 ) -> subprocess.Popen[bytes]:
     """Start one Procfile process (through ``sh -c`` so ``$PORT`` expands, as on Heroku).
 
     ``args`` are appended to the Procfile command, as an operator would edit the line (for example
-    ``--fork-per-job`` for the worker).
+    ``--fork-per-job`` for the worker). ``commands``: another Procfile's lines (:data:`APPLINK_PROCESS_TYPES`).
     """
-    command = " ".join([procfile_commands()[name], *map(shlex.quote, args)])
+    command = " ".join([(commands or procfile_commands())[name], *map(shlex.quote, args)])
     return subprocess.Popen(  # the command is one of our own Procfile lines
         ["/bin/sh", "-c", f"exec {command}"],
         env=process_env(overrides),

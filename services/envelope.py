@@ -4,10 +4,13 @@ Every job is ``workers.runner.execute(envelope)`` with one JSON argument (RQ's J
 pickle), built by :meth:`Envelope.to_json` at intake and read back by :meth:`Envelope.from_json` in the
 worker, the jobs view and the CLI. Nobody else reads or writes the raw dict. On the wire::
 
-    {"process": "resize-image", "payload": {...validated...}, "source": "callout" | "outbound",
+    {"process": "resize-image", "payload": {...validated...}, "source": "callout" | "outbound" | "applink",
      "recordId": "068...", "orgId": "00D...", "deliveryKey": "...", "requestId": "...",
      "receivedAt": "2026-12-06T10:00:00.000Z", "notificationId": "04l...",
-     "instanceUrl": "https://...", "sessionRef": "...", "backfillRun": "..."}
+     "instanceUrl": "https://...", "sessionRef": "...", "userId": "005...", "backfillRun": "..."}
+
+``userId`` is the invoking user of an AppLink job (its ``x-client-context``): the job writes back as that
+user with the context's token (by ``sessionRef``), and as the Authorized User once it expired.
 
 ``recordId`` is the Salesforce record the job is about, as the process declared it at intake
 (:attr:`services.processes.base.Process.record_id`), so generic code (logs, the completion event,
@@ -35,6 +38,7 @@ _WIRE_NAMES = {
     "instance_url": "instanceUrl",
     "session_ref": "sessionRef",
     "backfill_run": "backfillRun",
+    "user_id": "userId",
 }
 """Attribute -> JSON key. The JSON keys are what jobs already in Redis hold: renaming one strands them."""
 
@@ -57,6 +61,10 @@ class Envelope:
     """A reference to the Outbound Message's session id, stored encrypted (never the session id itself)."""
     backfill_run: str | None = None
     """The backfill run that queued the job (``source`` is ``backfill``); its outcome counts towards that run."""
+    """A reference to the caller's session (an Outbound Message's session id, an AppLink access token), stored
+    encrypted (never the session itself)."""
+    user_id: str | None = None
+    """The Salesforce user who invoked an AppLink job (``userContext.userId``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form RQ stores; ``None`` values are left out."""

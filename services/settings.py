@@ -123,6 +123,16 @@ def _concurrency(name: str, raw: str) -> int:
     return _positive_int(name, raw)
 
 
+def _optional_port(name: str, raw: str) -> int | None:
+    """Empty: None; else a TCP port."""
+    if not raw.strip():
+        return None
+    port = _positive_int(name, raw)
+    if port > 65535:
+        raise ConfigError(f"Set {name} to a TCP port, 1-65535 (got {raw!r}).")
+    return port
+
+
 def _positive_float(name: str, raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -309,7 +319,8 @@ class Settings:
     secret_key: str = setting(
         "OFFLOAD_SECRET_KEY",
         "",
-        "Key that encrypts Outbound Message session ids at rest in Redis; empty: they are never stored.",
+        "Key that encrypts Outbound Message session ids and AppLink access tokens at rest in Redis; empty: "
+        "they are never stored.",
         secret=True,
     )
     record_types: RecordTypes = setting(
@@ -414,6 +425,29 @@ class Settings:
         "OFFLOAD_SALESFORCE_CA_BUNDLE",
         "",
         "CA bundle to trust for Salesforce (only for the local org emulator); empty: system CAs.",
+    )
+    app_port: int | None = setting(
+        "APP_PORT",
+        "",
+        "Set with Heroku AppLink: the web process listens on 127.0.0.1:APP_PORT behind the service mesh "
+        "(which takes PORT), and /applink/<process> is open; empty: no AppLink, /applink/* refused.",
+        _optional_port,
+    )
+    applink_api_url: str = setting(
+        "HEROKU_APPLINK_API_URL", "",
+        "Set by the heroku-applink add-on: its API, where workers fetch the Authorized User's session.",
+    )
+    applink_token: str = setting(
+        "HEROKU_APPLINK_TOKEN", "", "Set by the heroku-applink add-on: the token for HEROKU_APPLINK_API_URL.",
+        secret=True,
+    )
+    heroku_app_id: str = setting(
+        "HEROKU_APP_ID", "", "The app's UUID (heroku apps:info --json), sent to the AppLink API as X-App-UUID.",
+    )
+    applink_authorization: str = setting(
+        "OFFLOAD_APPLINK_AUTHORIZATION", "",
+        "Developer name of the AppLink Authorized User a job writes back as once the invoking user's token "
+        "expired (heroku salesforce:authorizations:add); empty: such a job fails with SESSION_EXPIRED.",
     )
     log_format: str = setting("OFFLOAD_LOG_FORMAT", "logfmt", "Log line format: logfmt or json.", _log_format)
     log_level: str = setting("OFFLOAD_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")

@@ -53,6 +53,8 @@ class Process:
         file_types: The file extensions (lower case, no dot) of the uploads this process is for: the Apex
             upload trigger routes a new file to the process listing its type (kept equal to its table by
             ``tests/core/test_file_types.py``). Empty: Salesforce never starts it on an upload by itself.
+        agent_action: Published as an Agentforce action in the AppLink spec (``x-sfdc.agent.action``): for a
+            process a person would ask an agent for in words ("make web photos for this listing").
     """
 
     name: str
@@ -68,6 +70,7 @@ class Process:
     file_payload: Callable[[str], dict[str, Any]] | None = None
     calls_per_file: int = 1
     renditions_per_file: Callable[[Settings], int] = lambda settings: 1
+    agent_action: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", self.name):

@@ -86,4 +86,5 @@ PROCESS = Process(
     file_payload=file_payload,
     calls_per_file=CALLS_PER_FILE,
     renditions_per_file=lambda settings: len(settings.image_variants),
+    agent_action=True,
 )

@@ -2,7 +2,8 @@
 
 ``create_app()`` builds it (gunicorn loads ``services.receiver.wsgi:app``).
 One blueprint per caller type: ``outbound`` (SOAP Outbound Messages),
-``callouts`` (JSON from Apex and Flow, plus job status), ``openapi`` (the
+``callouts`` (JSON from Apex and Flow, plus job status), ``applink`` (Heroku AppLink
+invocations through its service mesh), ``openapi`` (the
 External Services spec) and ``health``. Every view does the same four steps:
 authenticate, validate, enqueue, answer; the shared steps live in
 ``auth.py`` and ``intake.py``.
@@ -30,7 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             client to use; other keys update ``app.config``. Without it, settings
             come from the environment and are validated for the ``web`` role.
     """
-    from services.receiver import callouts, dashboard, errors, health, metrics, openapi, outbound, runtime
+    from services.receiver import applink, callouts, dashboard, errors, health, metrics, openapi, outbound, runtime
 
     config = dict(config or {})
     settings = config.pop("OFFLOAD_SETTINGS", None)
@@ -52,5 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(callouts.bp)
     app.register_blueprint(outbound.bp)
+    app.register_blueprint(applink.bp)
     app.register_blueprint(openapi.bp)
     return app

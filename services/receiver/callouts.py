@@ -26,14 +26,15 @@ from services.queue import fetch_job
 from services.queue.dedupe import payload_digest
 from services.receiver import intake
 from services.receiver.auth import authenticate_callout, check_fresh, require_sent_at
-from services.receiver.runtime import get_runtime
+from services.receiver.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("callouts", __name__)
 
 
-def _process(name: str) -> Process:
+def process_named(name: str) -> Process:
+    """The registered process, or :class:`UnknownProcess` (404) naming the known ones (every JSON door)."""
     process = PROCESSES.get(name)
     if process is None:
         raise UnknownProcess(
@@ -43,7 +44,8 @@ def _process(name: str) -> Process:
     return process
 
 
-def _json_body(req: Request, body: bytes) -> Any:
+def json_body(req: Request, body: bytes) -> Any:
+    """The body as JSON, refused (415/400) unless it is ``application/json`` and parses."""
     # The exact header Apex and Flow send needs no parsing; anything else goes through werkzeug's parser.
     mimetype = "application/json" if req.environ.get("CONTENT_TYPE") == "application/json" else req.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
@@ -64,23 +66,16 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
     """Authenticate, validate, enqueue, answer: 202 queued, 200 duplicate or skipped."""
     req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one context lookup, not one per use
     runtime = get_runtime()
-    process = _process(name)
+    process = process_named(name)
     body = intake.read_body(req)
     g.request_id = request_id = intake.request_id(req)
     with log_context(process=name, request_id=request_id):
         method = authenticate_callout(req, body, runtime.settings)
-        data = _json_body(req, body)
-        if not isinstance(data, dict):
-            raise InvalidRequest("The body must be a JSON object.", fields={"_schema": ["Not an object."]})
+        data = json_object(req, body)
         if method == "signature":
             require_sent_at(data)
         check_fresh(data, runtime.settings)
-        try:
-            payload = intake.schema_for(process.schema).load(data)
-        except ValidationError as exc:
-            raise InvalidRequest(
-                f"The {name} request is not valid; see fields.", code="VALIDATION_FAILED", fields=exc.messages_dict
-            ) from None
+        payload = load_payload(process, data)
         idempotency_key = _idempotency_key(req)
         if idempotency_key is not None:
             intake.bind_idempotency_key(runtime, process, idempotency_key, payload_digest(payload))
@@ -90,24 +85,51 @@ def submit_callout(name: str) -> tuple[dict[str, Any], int]:
         planned = intake.plan(runtime, process, payload, source="callout", dedupe_key=dedupe_key,
                               request_id=request_id)
         [outcome] = intake.submit(runtime, [planned])
-        if outcome.skipped:
-            event(logger, "callout skipped", record_id=outcome.record_id, reason=outcome.skipped)
-            return {"status": "skipped", "reason": outcome.skipped}, 200
-        assert outcome.job_id is not None
-        root = f"{runtime.settings.public_url}/" if runtime.settings.public_url else \
-            _root_url(req.scheme, req.host, req.root_path)
-        status_url = f"{root}jobs/{outcome.job_id}"
-        if outcome.duplicate:
-            job = fetch_job(runtime.redis, outcome.job_id)
-            status = job.get_status(refresh=False) if job else "unknown"
-            with log_context(job_id=outcome.job_id, record_id=outcome.record_id):
-                event(logger, "duplicate callout answered with the original job")
-            return {"jobId": outcome.job_id, "status": str(getattr(status, "value", status)),
-                    "statusUrl": status_url, "duplicate": True}, 200
-        if logger.isEnabledFor(logging.INFO):
-            with log_context(job_id=outcome.job_id, record_id=outcome.record_id):
-                event(logger, "callout enqueued")
-        return {"jobId": outcome.job_id, "status": "queued", "statusUrl": status_url}, 202
+        return answer(runtime, req, outcome, "callout")
+
+
+def json_object(req: Request, body: bytes) -> dict[str, Any]:
+    """The body as a JSON object (:func:`json_body`), refused with 400 when it is another JSON value."""
+    data = json_body(req, body)
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.", fields={"_schema": ["Not an object."]})
+    return data
+
+
+def load_payload(process: Process, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate a request body against the process's schema (400 VALIDATION_FAILED with ``fields``)."""
+    try:
+        return intake.schema_for(process.schema).load(data)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            f"The {process.name} request is not valid; see fields.", code="VALIDATION_FAILED",
+            fields=exc.messages_dict,
+        ) from None
+
+
+def answer(runtime: Runtime, req: Request, outcome: intake.Outcome, what: str) -> tuple[dict[str, Any], int]:
+    """The JSON answer of every JSON door: 202 queued, 200 duplicate (with the original job) or skipped.
+
+    ``what`` names the door in the log lines (``callout``, ``applink invocation``).
+    """
+    if outcome.skipped:
+        event(logger, f"{what} skipped", record_id=outcome.record_id, reason=outcome.skipped)
+        return {"status": "skipped", "reason": outcome.skipped}, 200
+    assert outcome.job_id is not None
+    root = f"{runtime.settings.public_url}/" if runtime.settings.public_url else \
+        _root_url(req.scheme, req.host, req.root_path)
+    status_url = f"{root}jobs/{outcome.job_id}"
+    if outcome.duplicate:
+        job = fetch_job(runtime.redis, outcome.job_id)
+        status = job.get_status(refresh=False) if job else "unknown"
+        with log_context(job_id=outcome.job_id, record_id=outcome.record_id):
+            event(logger, f"duplicate {what} answered with the original job")
+        return {"jobId": outcome.job_id, "status": str(getattr(status, "value", status)),
+                "statusUrl": status_url, "duplicate": True}, 200
+    if logger.isEnabledFor(logging.INFO):
+        with log_context(job_id=outcome.job_id, record_id=outcome.record_id):
+            event(logger, f"{what} enqueued")
+    return {"jobId": outcome.job_id, "status": "queued", "statusUrl": status_url}, 202
 
 
 @functools.lru_cache(maxsize=64)

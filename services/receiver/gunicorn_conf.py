@@ -33,7 +33,15 @@ import os
 # Heroku routes traffic to $PORT; bind all interfaces so the router can reach us.
 # (IPv4 0.0.0.0 as the issue's contract says; Heroku's sample uses [::] for IPv6-only
 # environments, which our dynos are not.)
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# With Heroku AppLink the service mesh takes $PORT and forwards to the app on $APP_PORT
+# (https://github.com/heroku/heroku-integration-service-mesh: "listens on external $PORT. Service mesh
+# managed apps listen on internal $APP_PORT"; the mesh connects to http://127.0.0.1:$APP_PORT). So then
+# bind the loopback interface only: nothing but the mesh, inside the dyno, can reach the app, which is
+# what lets /applink/<process> trust the x-client-context header (services/receiver/applink.py).
+if os.environ.get("APP_PORT", "").strip():
+    bind = f"127.0.0.1:{os.environ['APP_PORT'].strip()}"
+else:
+    bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 
 # 3 worker processes on 2 cores (WEB_CONCURRENCY is Heroku's convention for the count, set per dyno
 # size), each a pool of threads, so a slow client costs one thread, not a whole process (see the

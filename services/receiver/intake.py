@@ -1,7 +1,7 @@
 """From a validated request to queued work, the same way for every door.
 
-Both the SOAP door (one delivery per notification) and the JSON door (one per
-callout) go through :func:`plan` (the process's own skip rule, envelope, dedupe
+The SOAP door (one delivery per notification), the JSON door (one per callout) and
+the AppLink door (one per invocation) go through :func:`plan` (the process's own skip rule, envelope, dedupe
 key) and :func:`submit` (loop guard on Offload's own outputs, dedupe and enqueue
 in one Redis transaction, one round trip; duplicates answered with the original
 job). Neither door builds envelopes or talks to RQ on its own. Payload schemas
@@ -78,6 +78,7 @@ def plan(
     notification_id: str | None = None,
     instance_url: str | None = None,
     session_ref: str | None = None,
+    user_id: str | None = None,
 ) -> Planned:
     """Decide what to do with one validated payload (no Redis writes here).
 
@@ -107,6 +108,7 @@ def plan(
         notification_id=notification_id,
         instance_url=instance_url,
         session_ref=session_ref,
+        user_id=user_id,
     )
     delivery = Delivery(
         queue=process.queue,

@@ -95,7 +95,7 @@ class JobStatus(Schema):
     jobId = fields.String()
     process = fields.String()
     status = fields.String(metadata={"description": "queued, started, deferred, scheduled, finished or failed."})
-    source = fields.String(metadata={"description": "callout or outbound."})
+    source = fields.String(metadata={"description": "callout, outbound or applink."})
     recordId = fields.String()
     enqueuedAt = fields.String(metadata={"format": "date-time"})
     startedAt = fields.String(metadata={"format": "date-time"})
@@ -238,3 +238,104 @@ def openapi_json() -> dict[str, Any]:
     """Public on purpose: it holds no secrets and External Services fetches it when you register."""
     public_url = get_runtime().settings.public_url
     return build_spec(public_url or request.url_root.rstrip("/"))
+
+
+# --- the spec Heroku AppLink publishes ---------------------------------------------------------------------
+
+APPLINK_CLIENT_NAME = "OffloadAppLink"
+"""The External Client App AppLink creates for the publication (``heroku salesforce:publish --client-name``)."""
+
+APPLINK_PERMISSION_SET = "Offload_AppLink_User_Plus"
+"""The session-based permission set of ``user-plus`` mode (apex/README.md, "Heroku AppLink")."""
+
+APPLINK_TOPIC = {
+    "name": "offload_renditions",
+    "classificationDescription": "Makes web-ready renditions of the photos and documents attached to a "
+                                 "Salesforce record, in the background.",
+    "scope": "Only starting Offload's rendition jobs for records and files the user can see; it never edits or "
+             "deletes the originals.",
+    "instructions": [
+        "Ask for the record (or file) whose photos should get web renditions if the user has not named one.",
+        "Say that the renditions appear on the record a few seconds later; do not wait for them.",
+        "A duplicate answer means the same work was already started: tell the user it is on its way.",
+    ],
+}
+"""The Agentforce topic of the actions (``x-sfdc.agent.topic``: name, classificationDescription, scope and
+instructions are required, https://devcenter.heroku.com/articles/openapi-spec-heroku-applink)."""
+
+
+def build_applink_spec() -> dict[str, Any]:
+    """The OpenAPI 3.0 document for ``heroku salesforce:publish``: one ``/applink/<process>`` per process.
+
+    Built from :func:`build_spec` (the same registry, schemas and answers as ``/openapi.json``), with what
+    AppLink reads (https://devcenter.heroku.com/articles/openapi-spec-heroku-applink):
+
+    * ``x-sfdc.heroku.authorization`` on every operation: the External Client App and the session-based
+      permission set of ``user-plus`` mode (the shape of Heroku's template,
+      https://github.com/heroku-reference-apps/applink-getting-started-python/blob/main/api-spec.yaml).
+    * for a process declaring ``agent_action``: ``x-sfdc.agent.action.publishAsAgentAction`` on the
+      operation, ``isUserInput`` on its request properties and ``isDisplayable`` on the answer's
+      properties (both required with ``publishAsAgentAction``), and the document's ``x-sfdc.agent.topic``.
+
+    The server is ``/`` (AppLink calls the app it is attached to, as in Heroku's template). ``getJob`` is
+    left out: ``/jobs/*`` bypasses the mesh and keeps the Bearer key, which an AppLink caller has not.
+    """
+    base = build_spec("/")
+    document: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "Offload", "version": base["info"]["version"],
+                 "description": "Hand work from Salesforce to Offload's workers through Heroku AppLink. Each "
+                                "call runs as the invoking user (user-plus: with the Offload_AppLink_User_Plus "
+                                "permission set); a job that outlives the user's session writes back as the "
+                                "Authorized User OFFLOAD_APPLINK_AUTHORIZATION."},
+        "servers": [{"url": "/"}],
+        "paths": {},
+        "components": {"schemas": {}},
+    }
+    schemas = base["components"]["schemas"]
+    agent = False
+    for process in sorted(PROCESSES.values(), key=lambda p: p.name):
+        operation = dict(base["paths"][f"/callouts/{process.name}"]["post"])
+        operation["responses"] = {k: v for k, v in operation["responses"].items() if k != "401"}
+        operation["responses"]["403"] = {
+            "description": "Not through the AppLink service mesh, or an org not in OFFLOAD_ORG_IDS.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        sfdc: dict[str, Any] = {"heroku": {"authorization": {"externalClientApp": APPLINK_CLIENT_NAME,
+                                                            "permissionSet": APPLINK_PERMISSION_SET}}}
+        if process.agent_action:
+            agent = True
+            sfdc["agent"] = {"action": {"publishAsAgentAction": True}}
+        operation["x-sfdc"] = sfdc
+        document["paths"][f"/applink/{process.name}"] = {"post": operation}
+    document["components"]["schemas"] = _reachable(document, schemas)
+    for process in PROCESSES.values():
+        if not process.agent_action:
+            continue
+        for prop in document["components"]["schemas"][_request_name(process.operation_id)]["properties"].values():
+            prop["x-sfdc"] = {"agent": {"action": {"isUserInput": True}}}
+        for prop in document["components"]["schemas"]["JobAccepted"]["properties"].values():
+            prop["x-sfdc"] = {"agent": {"action": {"isDisplayable": True}}}
+    if agent:
+        document["x-sfdc"] = {"agent": {"topic": APPLINK_TOPIC}}
+    return document
+
+
+def _reachable(document: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """Deep copies of the component schemas the document's paths reach through ``$ref``."""
+    import copy
+
+    out: dict[str, Any] = {}
+    stack: list[Any] = list(document["paths"].values())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in out:
+                    out[name] = copy.deepcopy(schemas[name])
+                    stack.append(out[name])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return dict(sorted(out.items()))

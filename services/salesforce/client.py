@@ -40,6 +40,7 @@ from services.errors import (
 )
 from services.logs import event
 from services.salesforce import allowance
+from services.salesforce.applink import fetch_authorization
 from services.salesforce.sessions import load_session
 from services.salesforce.tokens import SharedToken, Token
 
@@ -470,7 +471,8 @@ def session_host_allowed(instance_url: str, login_url: str) -> bool:
 
 
 def client_for_job(ctx: Any) -> SalesforceClient:
-    """The client a job uses: Connected App credentials, else the Outbound Message's session.
+    """The client a job uses: Connected App credentials, else the Outbound Message's session; an AppLink job
+    its invoking user's session, then the Authorized User (:func:`_applink_source`).
 
     Raises:
         ApiLimitNear: the org is near its daily API limit (the job pauses, see ``_check_headroom``).
@@ -480,6 +482,9 @@ def client_for_job(ctx: Any) -> SalesforceClient:
 
 
 def _new_client(ctx: Any) -> SalesforceClient:
+    if ctx.envelope.source == APPLINK_SOURCE:
+        session = TimeoutSession(ctx.settings.salesforce_timeout, ctx.settings.salesforce_ca_bundle or True)
+        return _client(ctx.settings, ctx.connection, _applink_source(ctx, session), session)
     if ctx.settings.salesforce_auth_mode is not None:
         return integration_client(ctx.settings, ctx.connection)
     return _client(ctx.settings, ctx.connection, _session_source(ctx))
@@ -533,5 +538,59 @@ def _session_source(ctx: Any) -> Callable[[bool], Token]:
             raise SalesforcePermanentError("The Outbound Message's session expired; it cannot be renewed.",
                                            code="INVALID_SESSION_ID")
         return token
+
+    return source
+
+
+APPLINK_SOURCE = "applink"
+"""``Envelope.source`` of a job the AppLink door enqueued (``services/receiver/applink.py``)."""
+
+
+def _applink_source(ctx: Any, session: requests.Session) -> Callable[[bool], Token]:
+    """An AppLink job writes back as AppLink intends: as the invoking user, then as the Authorized User.
+
+    First the invocation's own ``accessToken`` (``user`` / ``user-plus`` mode), decrypted from its
+    reference, towards the context's ``orgDomainUrl`` only if that is a Salesforce host. When the token is
+    gone (its reference outlived, or the org answers 401 ``INVALID_SESSION_ID``), the session of the
+    Authorized User ``OFFLOAD_APPLINK_AUTHORIZATION`` from the AppLink API (``authorized-user`` mode,
+    https://devcenter.heroku.com/articles/heroku-applink-user-modes), which must be of the same org.
+    Never the Connected App: the context says which org and user the work is for.
+    """
+    settings, envelope = ctx.settings, ctx.envelope
+    instance_url = envelope.instance_url or ""
+    if not session_host_allowed(instance_url, settings.salesforce_login_url):
+        raise SalesforcePermanentError(
+            f"The AppLink context's orgDomainUrl host {urlparse(instance_url).hostname!r} is not a Salesforce "
+            "host; its access token will not be sent there.", code="UNTRUSTED_INSTANCE")
+    parsed = urlparse(instance_url)
+    origin = f"{parsed.scheme}://{parsed.netloc}"
+    context_token = load_session(ctx.connection, settings.secret_key, envelope.session_ref) \
+        if envelope.session_ref and settings.secret_key else None
+
+    def authorized_user() -> Token:
+        if not settings.applink_authorization:
+            raise SalesforcePermanentError(
+                "The invoking user's AppLink access token expired before the job could write back, and no "
+                "Authorized User is configured: set OFFLOAD_APPLINK_AUTHORIZATION to the developer name of an "
+                "authorization of this org (heroku salesforce:authorizations:add), then retry the job.",
+                code="SESSION_EXPIRED")
+        user = fetch_authorization(settings, session, settings.applink_authorization)
+        if envelope.org_id and user.org_id != envelope.org_id:
+            raise SalesforcePermanentError(
+                f"Authorized User {settings.applink_authorization!r} is of org {user.org_id}, but the job came "
+                f"from org {envelope.org_id}: set OFFLOAD_APPLINK_AUTHORIZATION to an authorization of that org.",
+                code="WRONG_ORG_AUTHORIZATION")
+        if not session_host_allowed(user.instance_url, settings.salesforce_login_url):
+            raise SalesforcePermanentError(
+                f"The Authorized User's instance_url host {urlparse(user.instance_url).hostname!r} is not a "
+                "Salesforce host.", code="UNTRUSTED_INSTANCE")
+        event(logger, "applink context token expired: writing back as the Authorized User",
+              authorization=settings.applink_authorization)
+        return Token(access_token=user.access_token, instance_url=user.instance_url.rstrip("/"))
+
+    def source(refresh: bool) -> Token:
+        if context_token is not None and not refresh:
+            return Token(access_token=context_token, instance_url=origin)
+        return authorized_user()
 
     return source

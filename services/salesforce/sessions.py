@@ -1,12 +1,12 @@
-"""Outbound Message session ids, kept encrypted and out of job payloads.
+"""Salesforce sessions a job borrows from its caller, kept encrypted and out of job payloads.
 
-When no Connected App credentials are configured, a job started by an
-Outbound Message may call back with the message's ``SessionId`` (the "Send
-Session ID" option). A session id is a bearer credential for the org, so it
-never sits in Redis in clear text and never in a job's arguments (the rq
-dashboard shows those): it is encrypted with Fernet under a key derived from
-``OFFLOAD_SECRET_KEY``, stored under a random reference with a short expiry,
-and the job carries only the reference.
+Two callers hand Offload a session to write back with: an Outbound Message's ``SessionId`` (the "Send
+Session ID" option, used when no Connected App credentials are configured) and an AppLink invocation's
+``accessToken`` (the invoking user's session, :mod:`services.salesforce.applink`). Either is a bearer
+credential for the org, so it never sits in Redis in clear text and never in a job's arguments (the rq
+dashboard shows those): it is encrypted with Fernet under a key derived from ``OFFLOAD_SECRET_KEY``,
+stored under a random reference with a short expiry, and the job carries only the reference
+(``sessionRef`` in the envelope).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ def _fernet(secret_key: str) -> Fernet:
     return Fernet(key)
 
 
-def store_session(connection: redis.Redis | redis.client.Pipeline, secret_key: str, session_id: str) -> str:
-    """Encrypt and store a session id; return the reference to put in the job."""
+def store_session(connection: redis.Redis | redis.client.Pipeline, secret_key: str, session_id: str,
+                  ttl: int = SESSION_TTL) -> str:
+    """Encrypt and store a session id (or an AppLink access token); return the reference to put in the job."""
     ref = secrets.token_urlsafe(18)
-    connection.set(SESSION_PREFIX + ref, _fernet(secret_key).encrypt(session_id.encode()), ex=SESSION_TTL)
+    connection.set(SESSION_PREFIX + ref, _fernet(secret_key).encrypt(session_id.encode()), ex=ttl)
     return ref
 
 

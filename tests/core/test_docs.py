@@ -21,7 +21,8 @@ def test_readme_config_table_matches_the_settings_module() -> None:
 def test_app_json_describes_every_variable_heroku_does_not_set() -> None:
     manifest = json.loads((ROOT / "app.json").read_text())
     described = set(manifest["env"])
-    expected = {d["name"] for d in declared()} - {"PORT", "REDIS_URL"}
+    # PORT and REDIS_URL come from Heroku, the HEROKU_APPLINK_* pair from the heroku-applink add-on.
+    expected = {d["name"] for d in declared()} - {"PORT", "REDIS_URL", "HEROKU_APPLINK_API_URL", "HEROKU_APPLINK_TOKEN"}
     assert described == expected
     assert all(entry["description"] for entry in manifest["env"].values())
     secrets = {name for name, entry in manifest["env"].items() if entry.get("generator") == "secret"}
@@ -36,3 +37,13 @@ def test_procfile_is_the_contract() -> None:
     assert procfile_commands(ROOT / "Procfile") == PROCESS_TYPES
     assert PROCESS_TYPES["web"] == "gunicorn --config python:services.receiver.gunicorn_conf services.receiver.wsgi:app"
     assert PROCESS_TYPES["worker"] == "python -m workers"
+
+
+def test_the_applink_procfile_puts_the_mesh_in_front_of_the_same_processes() -> None:
+    from devkit.applink.mesh import DEFAULT_BYPASS_ROUTES, bypass_routes
+    from devkit.procfile import APPLINK_PROCESS_TYPES
+
+    assert procfile_commands(ROOT / "Procfile.applink") == APPLINK_PROCESS_TYPES
+    assert APPLINK_PROCESS_TYPES["web"] == "heroku-applink-service-mesh " + PROCESS_TYPES["web"]
+    assert bypass_routes(ROOT) == DEFAULT_BYPASS_ROUTES
+    assert not any(route.startswith("/applink") for route in DEFAULT_BYPASS_ROUTES)

@@ -11,6 +11,8 @@ FIXED_NAMES = {
     "PORT", "REDIS_URL", "SALESFORCE_LOGIN_URL", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET",
     "SALESFORCE_USERNAME", "SALESFORCE_PRIVATE_KEY", "SALESFORCE_API_VERSION", "OFFLOAD_ORG_IDS",
     "OFFLOAD_CALLOUT_SECRETS", "OFFLOAD_API_KEYS", "OFFLOAD_COMPLETION_EVENT", "OFFLOAD_DASHBOARD_PASSWORD",
+    # Heroku AppLink's names: the mesh reads APP_PORT, the add-on sets the HEROKU_APPLINK_* pair.
+    "APP_PORT", "HEROKU_APPLINK_API_URL", "HEROKU_APPLINK_TOKEN", "HEROKU_APP_ID",
 }
 
 
@@ -20,6 +22,17 @@ def test_every_fixed_name_is_declared_and_the_rest_are_prefixed() -> None:
     assert FIXED_NAMES <= names
     assert all(n in FIXED_NAMES or n.startswith("OFFLOAD_") for n in names)
     assert all(d["description"] for d in declared())
+
+
+@pytest.mark.parametrize(("raw", "port"), [("", None), ("3000", 3000), (" 8080 ", 8080)])
+def test_app_port_switches_applink_on(raw: str, port: int | None) -> None:
+    assert Settings.from_env({"APP_PORT": raw}).app_port == port
+
+
+@pytest.mark.parametrize("raw", ["0", "70000", "three"])
+def test_a_bad_app_port_names_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="APP_PORT"):
+        Settings.from_env({"APP_PORT": raw})
 
 
 def test_defaults() -> None:
