@@ -22,7 +22,7 @@ from services.settings import Settings
 
 logger = logging.getLogger("workers.backfill")
 
-STEP_INTERVAL_S = 2.0
+STEP_INTERVAL_S = 1.0
 """Between two steps of an active run (its rate is a per-minute budget, so this only sets the granularity)."""
 IDLE_INTERVAL_S = 5.0
 """Between two looks for an active run when there is none (one Redis GET)."""

@@ -285,6 +285,8 @@ class _Engine:
         self.api_version = api_version
         self._parents: dict[str, tuple[str, dict] | None] = {}
         self._semi: dict[int, set[Any]] = {}
+        self._in_ids: dict[int, set[str]] = {}
+        self._in_all_ids: dict[int, bool] = {}
         self._type: str | None = None
 
     def resolve_type(self, query: Query) -> str | None:
@@ -400,12 +402,27 @@ class _Engine:
         if isinstance(node, Like):
             return isinstance(value, str) and node.pattern.fullmatch(value) is not None
         if isinstance(node, InList):
-            hit = any(_equals(key, value, lit) for lit in node.values)
-            return hit != node.negated
+            return self._in_list(key, value, node) != node.negated
         if isinstance(node, SemiJoin):
             hit = value is not None and _id_key(value) in self.semi_join_values(node)
             return hit != node.negated
         raise TypeError(f"unknown condition node {node!r}")  # pragma: no cover - parser bug
+
+    def _in_list(self, key: str, value: Any, node: InList) -> bool:
+        """``any(_equals(key, value, literal))``, without comparing each row with every literal where the answer is
+        known: a null matches only a null literal, and an Id against a list of Ids is a set lookup (a query
+        ``... IN (200 Ids)`` over thousands of rows)."""
+        if value is None:
+            return any(lit.kind == "null" for lit in node.values)
+        if isinstance(value, str) and _is_id_key(key, value) and is_valid_id(value):
+            ids = self._in_ids.get(id(node))
+            if ids is None:
+                every = all(lit.kind == "string" and is_valid_id(lit.value) for lit in node.values)
+                ids = self._in_ids[id(node)] = {to_18(lit.value) for lit in node.values} if every else set()
+                self._in_all_ids[id(node)] = every
+            if self._in_all_ids[id(node)]:
+                return to_18(value) in ids
+        return any(_equals(key, value, lit) for lit in node.values)
 
     def semi_join_values(self, node: SemiJoin) -> set[Any]:
         cached = self._semi.get(id(node))

@@ -15,6 +15,8 @@ queries leave it out, as a real org does. ``OrgConfig.query_all_files`` grants "
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 from services import sfids
@@ -79,13 +81,22 @@ def visible_documents(state: OrgState) -> set[str] | None:
     if state.config.query_all_files:
         return None
     user_prefix = state.catalog.prefix("User")
-    seen = {sfids.to_18(d["Id"]) for d in state.all_records("ContentDocument") if d.get("OwnerId") == state.user_id}
+    seen = {_id18(d["Id"]) for d in state.all_records("ContentDocument") if d.get("OwnerId") == state.user_id}
     for link in state.all_records("ContentDocumentLink"):
         entity = str(link.get("LinkedEntityId") or "")
-        document = link.get("ContentDocumentId")
-        if (entity == state.user_id or not entity.startswith(user_prefix)) and sfids.is_valid_id(document):
-            seen.add(sfids.to_18(document))
-    return seen
+        if entity == state.user_id or not entity.startswith(user_prefix):
+            document = _id18(link.get("ContentDocumentId"))
+            if document is not None:
+                seen.add(document)
+    seen.discard(None)  # type: ignore[arg-type]
+    return seen  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _id18(value: object) -> str | None:
+    """``sfids.normalize`` remembered for the org's ids: a query over thousands of files checks each id once, not
+    once per query (``sfids``' own cache is sized for the receiver, a few hundred ids)."""
+    return sfids.normalize(value)
 
 
 class VisibleRows:
@@ -106,7 +117,7 @@ class VisibleRows:
             self._documents, self._computed = visible_documents(self._state), True
         if self._documents is None:
             return True
-        return sfids.is_valid_id(document_id) and sfids.to_18(document_id) in self._documents
+        return _id18(document_id) in self._documents
 
     def all_records(self, sobject: str) -> list[dict]:
         rows = self._source.all_records(sobject)

@@ -51,7 +51,7 @@ from services.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-HIGH_WATER = 20
+HIGH_WATER = 50
 """Backfill jobs kept waiting at most."""
 API_CEILING = 0.80
 """Feeding holds from this share of the org's daily API requests used."""

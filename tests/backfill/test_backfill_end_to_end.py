@@ -27,9 +27,10 @@ from tests.support.stacktools import callout, wait_for
 
 pytestmark = pytest.mark.integration
 
-LISTINGS = 40
+LISTINGS = 20
 FILES_PER_LISTING = 60
-"""2,400 files: 2,160 photos (216 with renditions already) and 240 PDFs."""
+"""1,200 files: 1,080 photos (about 108 with renditions already) and 120 PDFs. ``bench/backfill.py`` runs 3,000 and
+more; the suite's budget sets this size."""
 VARIANTS = {"large", "medium", "thumb"}
 
 
@@ -70,9 +71,7 @@ def test_a_backfill_renders_every_old_photo_once_through_pause_kill_resume_and_l
     plan = offload(stack, "backfill", "plan", "--object", "Account")
     assert plan.returncode == 0, plan.stderr
     assert f"candidate files           {len(photos):>10,}" in plan.stdout, plan.stdout
-    [estimate] = [line for line in plan.stdout.splitlines() if "already have renditions" in line]
-    assert "estimated from a sample of 2,000" in estimate, "over 2,000 candidates, a plan samples"
-    assert abs(int(estimate.split()[3].replace(",", "")) - len(rendered_before)) < 60, (estimate, len(rendered_before))
+    assert f"already have renditions   {len(rendered_before):>10,}  (every candidate checked)" in plan.stdout
     assert "Nothing was queued" in plan.stdout
     assert redis_conn.llen("rq:queue:backfill") == 0
 
@@ -129,8 +128,7 @@ def test_a_backfill_renders_every_old_photo_once_through_pause_kill_resume_and_l
 
 def test_cancel_ends_a_run_and_its_queued_jobs_skip_themselves(stack: LocalStack, redis_conn: Any) -> None:
     org = stack.org
-    listing = create_record(org, "Account", Name="Slow listing")
-    photos = [upload_file(org, listing, photo_jpeg(64, 48), f"p{n}.jpg") for n in range(30)]
+    photos = seed_files(org, records=1, files_per_record=30, mix={"jpg": 1}).content_version_ids
     started = offload(stack, "backfill", "start", "--rate", "6")
     assert started.returncode == 0, started.stderr
     wait_for(lambda: status(stack)["done"] >= 1, 60, "a first file", stack)
