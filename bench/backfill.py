@@ -12,8 +12,9 @@ Redis, the org emulator over HTTPS):
   wait until every file has its renditions.
 
 Both publish what a deployed Offload publishes: a live job its completion event, a backfill job none (it would
-notify every uploader of years of photos). API calls are the emulator's own count (``/limits`` ``DailyApiRequests``, every call the workers and the CLI
-made). Printed: files/min and calls per file of each, and their ratios.
+notify every uploader of years of photos). API calls are the emulator's own count (``/limits``
+``DailyApiRequests``: every call the workers and the CLI made). Printed: files/min and calls per file of each,
+and their ratios.
 """
 
 from __future__ import annotations

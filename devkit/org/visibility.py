@@ -16,7 +16,6 @@ queries leave it out, as a real org does. ``OrgConfig.query_all_files`` grants "
 from __future__ import annotations
 
 import functools
-
 from typing import Any
 
 from services import sfids

@@ -18,6 +18,7 @@ import redis
 
 from services.backfill import cursor, runs
 from services.backfill.plan import make_plan
+from services.backfill.progress import describe, duration, status_of
 from services.backfill.runs import Run
 from services.backfill.selection import Selection
 from services.errors import ConfigError, OffloadError, RecordTypeNotAllowed
@@ -102,7 +103,7 @@ def plan_command(ctx: click.Context, process: str, sobject: str | None, since: s
         lines.append(f"    the org can publish       {max(0, plan.files_left_today.remaining):,} more today "
                      f"(ContentPublicationLimit {plan.files_left_today.limit:,}; a backfill holds at the last 25 %)")
     if plan.minutes is not None:
-        lines.append(f"  time                      about {_duration(plan.minutes * 60)} at "
+        lines.append(f"  time                      about {duration(plan.minutes * 60)} at "
                      f"{plan.files_per_minute:,.0f} files/min ({plan.workers} work processes"
                      f"{', --rate' if plan.rate else ''})")
     else:
@@ -190,31 +191,6 @@ def _steer(ctx: click.Context, action: Any, what: str) -> None:
     click.echo(describe(run))
 
 
-def status_of(run: Run, now: float | None = None) -> dict[str, Any]:
-    """The run's progress as JSON (``status --json``, and what :func:`describe` prints)."""
-    now = now or time.time()
-    c = run.counts
-    elapsed = max(1.0, (run.ended_at or now) - run.created_at)
-    per_minute = c.finished_jobs * 60.0 / elapsed
-    return {
-        "run": run.id, "state": run.state, "reason": run.reason, "process": run.selection.process,
-        "selection": run.selection.describe(), "mode": run.mode, "total": run.total, "goal": run.goal,
-        "done": c.done, "failed": c.failed, "skipped": c.skipped + c.already_rendered + c.already_queued,
-        "alreadyRendered": c.already_rendered, "alreadyQueued": c.already_queued, "queued": c.in_flight,
-        "left": run.left, "filesPerMinute": round(per_minute, 1),
-        "etaSeconds": round(run.left / per_minute * 60) if per_minute and run.active else None,
-        "percent": round(100.0 * c.settled / run.goal, 1) if run.goal else 100.0,
-    }
-
-
-def describe(run: Run) -> str:
-    s = status_of(run)
-    eta = f", ETA {_duration(s['etaSeconds'])}" if s["etaSeconds"] else ""
-    line = (f"backfill {s['run']} {s['state']}: {s['percent']:.1f} %  done {s['done']:,} · failed {s['failed']:,} · "
-            f"skipped {s['skipped']:,} · left {s['left']:,}  ({s['filesPerMinute']:,.1f} files/min{eta})")
-    return line + (f"\n  {s['reason']}" if s["reason"] else "")
-
-
 def _follow(connection: redis.Redis, run: Run, as_json: bool) -> None:
     """A progress bar on a terminal; elsewhere (logs, CI, ``heroku run --no-tty``) a line per 5 %."""
     tty = sys.stdout.isatty() and not as_json
@@ -242,11 +218,3 @@ def _follow(connection: redis.Redis, run: Run, as_json: bool) -> None:
 def _mode_text(mode: str) -> str:
     return ("read with a Bulk API 2.0 query job (10,000 candidates or more)" if mode == "bulk"
             else "read with REST query pages (under 10,000 candidates)")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"

@@ -15,6 +15,8 @@ from typing import Any
 import click
 import redis
 
+from services.backfill import runs as backfill_runs
+from services.backfill.progress import describe as describe_backfill
 from services.errors import ConfigError, OffloadError
 from services.logs import event
 from services.ops import jobs as jobs_admin
@@ -64,11 +66,14 @@ def list_jobs(ctx: click.Context, failed: bool, process: str | None, error_code:
         connection = _connection(ctx)
         rows = [jobs_admin.summary(job) for job in jobs_admin.find_jobs(connection, flt, limit)]
         pause = jobs_admin.pause_status(connection)
+        backfill = backfill_runs.active(connection)
     except redis.RedisError as exc:
         raise _fail(exc) from None
     if pause is not None:
         left = f"for {pause.seconds_left} s more" if pause.seconds_left is not None else "until resumed"
         click.echo(f"Workers are paused {left}: {pause.reason}.", err=True)
+    if backfill is not None:
+        click.echo(describe_backfill(backfill), err=True)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

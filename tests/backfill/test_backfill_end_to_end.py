@@ -22,7 +22,7 @@ from devkit.devstack import LocalStack
 from devkit.org.seed import seed_files
 from services.backfill import runs
 from tests.support.images import photo_jpeg
-from tests.support.orgtools import create_record, renditions_of, upload_file
+from tests.support.orgtools import renditions_of, upload_file
 from tests.support.stacktools import callout, wait_for
 
 pytestmark = pytest.mark.integration

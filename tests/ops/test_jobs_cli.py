@@ -217,3 +217,38 @@ def test_list_says_when_and_why_workers_are_paused(cli: Callable[..., Result], r
     suspend(redis_conn)  # an operator's, without a TTL
     record_usage(redis_conn, ApiUsage(used=10, limit=100_000))
     assert "paused until resumed: suspended by an operator" in cli("list").stderr
+
+
+def test_list_shows_the_active_backfill_run(cli: Callable[..., Result], redis_conn: redis.Redis) -> None:
+    from services.backfill import runs
+    from services.backfill.selection import Selection
+
+    assert "backfill" not in cli("list").stderr
+    run = runs.new_run(Selection.parse("resize-image", "Account"), mode="rest", total=120, rate=None, max_files=None)
+    runs.start(redis_conn, run)
+    redis_conn.hset(run.key, mapping={"enqueued": 30, "already_rendered": 20})
+    for n in range(25):
+        runs.note_outcome(redis_conn, run.id, f"job-{n}", "done")
+    runs.note_outcome(redis_conn, run.id, "job-0", "failed")  # a job counted once, by its final outcome
+    said = cli("list").stderr
+    assert f"backfill {run.id} running" in said, said
+    assert "done 24 · failed 1 · skipped 20 · left 75" in said, said
+    runs.cancel(redis_conn)
+    assert "backfill" not in cli("list").stderr
+
+
+def test_metrics_show_the_backfill_run(redis_conn: redis.Redis) -> None:
+    from services.backfill import runs
+    from services.backfill.selection import Selection
+    from services.ops.collectors import render
+
+    assert b"offload_backfill_files" not in render(redis_conn)
+    run = runs.new_run(Selection.parse("resize-image"), mode="rest", total=10, rate=None, max_files=None)
+    runs.start(redis_conn, run)
+    redis_conn.hset(run.key, mapping={"enqueued": 4, "reason": "API_MARGIN: the org has used ..."})
+    runs.note_outcome(redis_conn, run.id, "job-1", "done")
+    text = render(redis_conn).decode()
+    assert 'offload_backfill_files{state="done"} 1.0' in text
+    assert 'offload_backfill_files{state="queued"} 3.0' in text
+    assert 'offload_backfill_files{state="left"} 9.0' in text
+    assert "offload_backfill_running 1.0" in text and "offload_backfill_held 1.0" in text
