@@ -113,8 +113,11 @@ def _step(connection: redis.Redis, settings: Settings, run: Run, sf: Callable[[]
     counts = run.counts
     reached_max = run.max_files is not None and counts.enqueued >= run.max_files
     if (run.cursor.get("done") and counts.pending == 0) or reached_max:
-        if counts.in_flight == 0:
+        if counts.in_flight == 0 or not _jobs_left(connection):
             why = f"--max-files {run.max_files} reached" if reached_max else "every candidate file settled"
+            if counts.in_flight:  # e.g. a job abandoned by a dying work process on its last attempt
+                why += (f"; {counts.in_flight} jobs ended without reporting an outcome "
+                        "(`offload jobs list --failed --process " + run.selection.process + "`)")
             runs.end(connection, run.id, runs.FINISHED, why)
             event(logger, "backfill finished", run=run.id, done=counts.done, failed=counts.failed,
                   skipped=counts.settled - counts.finished_jobs + counts.skipped)
@@ -151,6 +154,13 @@ def _step(connection: redis.Redis, settings: Settings, run: Run, sf: Callable[[]
         pipe.hset(run.key, "reason", "")
     pipe.execute()
     return Step(run.id, queued=queued)
+
+
+def _jobs_left(connection: redis.Redis) -> bool:
+    """Whether any backfill job is still waiting, running or due for a retry (rq's queue and registries)."""
+    queue = make_queue(QUEUE, connection)
+    return bool(queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count
+                or queue.deferred_job_registry.count)
 
 
 def _tokens(connection: redis.Redis, run: Run, now: float) -> float | None:

@@ -274,3 +274,14 @@ def test_feeding_holds_before_the_org_daily_file_cap_but_a_run_with_nothing_to_q
     assert held is not None and held.held.startswith("FILE_MARGIN"), held
     assert make_count(redis_conn) == 0
     assert "ContentPublicationLimit 160" in runs.load(redis_conn, run.id).reason  # type: ignore[union-attr]
+
+
+def test_a_run_whose_jobs_vanished_without_an_outcome_still_ends_and_says_so(
+        redis_conn: redis.Redis, settings: Settings, photos: dict[str, list[str]]) -> None:
+    run = start(redis_conn, settings, Selection.parse("resize-image", "Account"))
+    read = read_through(redis_conn, settings, run.id)  # the queue emptied behind it: jobs no worker will report
+    assert read.counts.in_flight == 30
+    step(redis_conn, settings)
+    ended = runs.load(redis_conn, run.id)
+    assert ended is not None and ended.state == runs.FINISHED
+    assert "30 jobs ended without reporting an outcome" in ended.reason
