@@ -23,6 +23,7 @@ from services.queue import SERIALIZER
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
 from tests.support.stacktools import submit, wait_for
+from workers.backfill_feeder import PROCESS_NAME as FEEDER_NAME
 from workers.worker import HEARTBEAT_TTL
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,28 @@ pytestmark = pytest.mark.integration
 DOWNLOAD = "re:/sobjects/ContentVersion/[^/]+/VersionData$"
 FAST_RETRY_ENV = {"OFFLOAD_JOB_RETRIES": "3", "OFFLOAD_RETRY_BASE_SECONDS": "1"}
 VARIANTS = ["large", "medium", "thumb"]
+
+
+def work_processes_of(supervisor: psutil.Process) -> list[psutil.Process]:
+    """The supervisor's children that run jobs: all but the backfill feeder beside them."""
+    return [child for child in supervisor.children() if child.name() != FEEDER_NAME]
+
+
+def test_the_backfill_feeder_runs_beside_the_work_processes_and_is_replaced_when_it_dies(redis_url: str) -> None:
+    with LocalStack(redis_url=redis_url, workers=1) as stack:
+        _feeder_is_replaced(stack)
+
+
+def _feeder_is_replaced(stack: LocalStack) -> None:
+    [worker] = stack.worker_processes
+    supervisor = psutil.Process(worker.pid)
+    wait_for(lambda: [c for c in supervisor.children() if c.name() == FEEDER_NAME], 10, "the feeder", stack)
+    [feeder] = [c for c in supervisor.children() if c.name() == FEEDER_NAME]
+    feeder.send_signal(signal.SIGKILL)
+    wait_for(lambda: [c for c in supervisor.children() if c.name() == FEEDER_NAME and c.pid != feeder.pid], 15,
+             "a new feeder", stack)
+    assert "companion process ended; starting it again" in stack.log("worker-0.log")
+    assert len(work_processes_of(supervisor)) == 1, "the work process is left alone"
 
 
 def wait_finished(job: Job, stack: LocalStack) -> None:
@@ -54,7 +77,7 @@ def test_a_killed_work_process_is_replaced_and_its_job_retried_at_once(
         dead_name = job.worker_name
         [worker] = stack.worker_processes
         supervisor = psutil.Process(worker.pid)
-        [work_process] = supervisor.children()
+        [work_process] = work_processes_of(supervisor)
         left_behind = work_process.children()  # its rq scheduler
         assert left_behind, "the work process should run rq's scheduler"
 
@@ -123,7 +146,7 @@ def test_with_two_work_processes_a_crash_of_one_leaves_the_other_job_running(
         assert victim.worker_name and survivor.worker_name and victim.worker_name != survivor.worker_name
         [worker] = stack.worker_processes
         supervisor = psutil.Process(worker.pid)
-        work_processes = supervisor.children()
+        work_processes = work_processes_of(supervisor)
         assert len(work_processes) == 2, "OFFLOAD_WORKER_CONCURRENCY=2 should run two work processes"
         registered = Worker.find_by_key(Worker.redis_worker_namespace_prefix + victim.worker_name,
                                         connection=redis_conn, serializer=SERIALIZER)
@@ -140,7 +163,7 @@ def test_with_two_work_processes_a_crash_of_one_leaves_the_other_job_running(
             assert sorted(r["Offload_Variant__c"] for r in renditions_of(org, source)) == VARIANTS
 
         assert worker.poll() is None, "the supervisor must outlive its work process"
-        wait_for(lambda: len(supervisor.children()) == 2, 10, "the dead work process to be replaced", stack)
+        wait_for(lambda: len(work_processes_of(supervisor)) == 2, 10, "the dead work process to be replaced", stack)
         log = stack.log("worker-0.log")
         assert "work process died while running a job" in log and victim.id in log
         assert log.count("work process died") == 1
