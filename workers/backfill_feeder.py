@@ -29,7 +29,7 @@ PROCESS_NAME = "offload-feeder"
 
 STEP_INTERVAL_S = 1.0
 """Between two steps of an active run (its rate is a per-minute budget, so this only sets the granularity)."""
-IDLE_INTERVAL_S = 5.0
+IDLE_INTERVAL_S = 2.0
 """Between two looks for an active run when there is none (one Redis GET)."""
 
 
