@@ -86,6 +86,11 @@ def callouts(files: int, concurrency: int) -> dict[str, float]:
         return {"files": len(photos), "seconds": elapsed, "calls": calls}
 
 
+def report(name: str, m: dict[str, float]) -> None:
+    print(f"{name:30s} {m['files']:>6.0f} files  {m['seconds']:7.1f} s  "
+          f"{m['files'] * 60 / m['seconds']:8.0f} files/min  {m['calls'] / m['files']:5.2f} API calls/file", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -94,10 +99,9 @@ def main() -> int:
     args = parser.parse_args()
     files = 300 if args.quick else args.files
     base = callouts(files, args.concurrency)
+    report("per-file callouts (baseline)", base)
     run = backfill(files, args.concurrency)
-    for name, m in (("per-file callouts (baseline)", base), ("backfill", run)):
-        print(f"{name:30s} {m['files']:>6.0f} files  {m['seconds']:7.1f} s  "
-              f"{m['files'] * 60 / m['seconds']:8.0f} files/min  {m['calls'] / m['files']:5.2f} API calls/file")
+    report("backfill", run)
     speed = (run["files"] / run["seconds"]) / (base["files"] / base["seconds"])
     economy = (run["calls"] / run["files"]) / (base["calls"] / base["files"])
     print(f"backfill / baseline: {speed:.2f}x files/min, {economy:.2f}x API calls per file")
