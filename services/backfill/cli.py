@@ -21,9 +21,9 @@ from services.backfill.plan import make_plan
 from services.backfill.progress import describe, duration, status_of
 from services.backfill.runs import Run
 from services.backfill.selection import Selection
-from services.errors import ConfigError, OffloadError, RecordTypeNotAllowed
+from services.clitools import connect, failure
+from services.errors import OffloadError, RecordTypeNotAllowed
 from services.logs import event
-from services.queue import redis_from_url
 from services.salesforce.client import SalesforceClient, integration_client
 from services.settings import Settings
 
@@ -32,27 +32,8 @@ logger = logging.getLogger("offload.backfill")
 FOLLOW_INTERVAL_S = 2.0
 
 
-def _settings(ctx: click.Context) -> tuple[Settings, redis.Redis]:
-    obj = ctx.ensure_object(dict)
-    if "redis" not in obj:
-        try:
-            settings = Settings.from_env()
-        except ConfigError as exc:
-            raise click.ClickException(exc.message) from None
-        client = redis_from_url(settings.redis_url)
-        ctx.call_on_close(client.close)
-        obj["redis"], obj["settings"] = client, settings
-    return obj["settings"], obj["redis"]
-
-
 def _salesforce(settings: Settings, connection: redis.Redis) -> SalesforceClient:
     return integration_client(settings, connection)
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    if isinstance(exc, OffloadError):
-        return click.ClickException(f"{exc.code}: {exc.message}")
-    return click.ClickException(f"Redis did not answer ({type(exc).__name__}); check REDIS_URL.")
 
 
 def _selection_options(command: Any) -> Any:
@@ -80,13 +61,13 @@ def backfill() -> None:
 def plan_command(ctx: click.Context, process: str, sobject: str | None, since: str | None, until: str | None,
                  rate: int | None, max_files: int | None) -> None:
     """Count the candidate files and estimate API calls, new files against the org's daily cap, and time."""
-    settings, connection = _settings(ctx)
+    settings, connection = connect(ctx)
     try:
         selection = Selection.parse(process, sobject, since, until)
         plan = make_plan(connection, settings, _salesforce(settings, connection), selection,
                          max_files=max_files, rate=rate)
     except (OffloadError, redis.RedisError) as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
     how = "every candidate checked" if plan.exact else "estimated from a sample of 2,000"
     lines = [
         f"Backfill plan: {selection.describe()}",
@@ -122,7 +103,7 @@ def plan_command(ctx: click.Context, process: str, sobject: str | None, since: s
 def start_command(ctx: click.Context, process: str, sobject: str | None, since: str | None, until: str | None,
                   rate: int | None, max_files: int | None) -> None:
     """Register a run and return; the workers feed it at the rate, and it survives this terminal."""
-    settings, connection = _settings(ctx)
+    settings, connection = connect(ctx)
     try:
         selection = Selection.parse(process, sobject, since, until)
         if not settings.record_types.allows("ContentVersion", None):
@@ -132,7 +113,7 @@ def start_command(ctx: click.Context, process: str, sobject: str | None, since: 
         run = runs.new_run(selection, mode=cursor.choose_mode(total), total=total, rate=rate, max_files=max_files)
         runs.start(connection, run)
     except (OffloadError, redis.RedisError) as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
     event(logger, "backfill started", run=run.id, selection=selection.describe(), total=total, mode=run.mode,
           rate=rate, max_files=max_files)
     click.echo(f"Backfill {run.id} started: {total:,} candidate files ({selection.describe()}), "
@@ -146,7 +127,7 @@ def start_command(ctx: click.Context, process: str, sobject: str | None, since: 
 @click.pass_context
 def status_command(ctx: click.Context, follow: bool, as_json: bool) -> None:
     """The active run, or the last one: done, failed, skipped, left, rate, ETA."""
-    _, connection = _settings(ctx)
+    _, connection = connect(ctx)
     try:
         run = runs.latest(connection)
         if run is None:
@@ -157,7 +138,7 @@ def status_command(ctx: click.Context, follow: bool, as_json: bool) -> None:
             return
         _follow(connection, run, as_json)
     except (OffloadError, redis.RedisError) as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
 
 
 @backfill.command("pause")
@@ -182,11 +163,11 @@ def cancel_command(ctx: click.Context) -> None:
 
 
 def _steer(ctx: click.Context, action: Any, what: str) -> None:
-    _, connection = _settings(ctx)
+    _, connection = connect(ctx)
     try:
         run = action(connection)
     except (OffloadError, redis.RedisError) as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
     event(logger, what, run=run.id, state=run.state)
     click.echo(describe(run))
 

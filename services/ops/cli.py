@@ -17,33 +17,18 @@ import redis
 
 from services.backfill import runs as backfill_runs
 from services.backfill.progress import describe as describe_backfill
-from services.errors import ConfigError, OffloadError
+from services.clitools import connect, failure
+from services.errors import OffloadError
 from services.logs import event
 from services.ops import jobs as jobs_admin
-from services.queue import fetch_job, redis_from_url
+from services.queue import fetch_job
 from services.settings import Settings
 
 logger = logging.getLogger("offload.jobs")
 
 
 def _connection(ctx: click.Context) -> redis.Redis:
-    """The Redis client, opened on first use and closed when the command ends."""
-    obj = ctx.ensure_object(dict)
-    if "redis" not in obj:
-        try:
-            settings = Settings.from_env()
-        except ConfigError as exc:
-            raise click.ClickException(exc.message) from None
-        client = redis_from_url(settings.redis_url)
-        ctx.call_on_close(client.close)
-        obj["redis"], obj["settings"] = client, settings
-    return obj["redis"]
-
-
-def _fail(exc: OffloadError | redis.RedisError) -> click.ClickException:
-    if isinstance(exc, OffloadError):
-        return click.ClickException(f"{exc.code}: {exc.message}")
-    return click.ClickException(f"Redis did not answer ({type(exc).__name__}); check REDIS_URL.")
+    return connect(ctx)[1]
 
 
 @click.group()
@@ -68,7 +53,7 @@ def list_jobs(ctx: click.Context, failed: bool, process: str | None, error_code:
         pause = jobs_admin.pause_status(connection)
         backfill = backfill_runs.active(connection)
     except redis.RedisError as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
     if pause is not None:
         left = f"for {pause.seconds_left} s more" if pause.seconds_left is not None else "until resumed"
         click.echo(f"Workers are paused {left}: {pause.reason}.", err=True)
@@ -99,7 +84,7 @@ def show_job(ctx: click.Context, job_id: str) -> None:
             raise click.ClickException(f"JOB_NOT_FOUND: no job {job_id!r} (finished jobs are kept for a day).")
         click.echo(json.dumps(jobs_admin.show(job), indent=2, default=str))
     except redis.RedisError as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
 
 
 @jobs.command("requeue")
@@ -131,7 +116,7 @@ def requeue_jobs(ctx: click.Context, job_id: str | None, failed: bool, error_cod
             flt = jobs_admin.JobFilter(failed_only=True, process=process, error_code=error_code)
             ids = jobs_admin.requeue_matching(connection, flt, dry_run=dry_run)
     except (OffloadError, redis.RedisError) as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
     verb = "would requeue" if dry_run else "requeued"
     for requeued in ids:
         click.echo(f"{verb} {requeued}")
@@ -160,7 +145,7 @@ def purge_jobs(ctx: click.Context, older_than: str, dry_run: bool) -> None:
     try:
         report = jobs_admin.purge(connection, age, dry_run=dry_run)
     except redis.RedisError as exc:
-        raise _fail(exc) from None
+        raise failure(exc) from None
     verb = "would remove" if dry_run else "removed"
     details: dict[str, Any] = {**report.removed, "stale": report.stale_ids}
     click.echo(f"{verb} {report.total} job(s): " + ", ".join(f"{k} {v}" for k, v in details.items()))
