@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.support.pdfs import assemble  # noqa: E402
+from devkit.pdfwrite import assemble  # noqa: E402
 
 PAGES = 10
 A4 = (595, 842)

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devkit.pdfwrite import assemble
 from services.processes.renditions import RENDITION_KEY_FIELD, RENDITION_MARKER_FIELD, VARIANT_FIELD, rendition_key
 from services.variants import DEFAULT_VARIANTS_SPEC, parse_variants
 
@@ -224,25 +225,13 @@ def _image(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
 
 
 def _pdf(tag: bytes = b"") -> bytes:
-    """A one-page PDF 1.4 (catalog, page tree, page, one content stream) with its cross-reference table; ``tag``
-    goes in a comment line after the header (offsets are computed after it, so the table stays right)."""
+    """A one-page PDF 1.4 (catalog, page tree, page, one content stream); ``tag`` goes in a comment line after the
+    header."""
     content = b"0.8 0.9 1 rg 40 40 200 120 re f 0 0 0 RG 40 40 200 120 re S"
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 280 200] /Contents 4 0 R /Resources << >> >>",
                b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream"]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    if tag:
-        out.write(b"% " + tag + b"\n")
-    offsets = []
-    for number, obj in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + obj + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
+    return assemble(objects, comment=tag)
 
 
 def _body(kind: str, n: int) -> bytes:

@@ -211,7 +211,7 @@ def _read_page(connection: redis.Redis, run: Run, sf: SalesforceClient) -> None:
         pipe.rpush(runs.pending_key(run.id), *keep)
     pipe.hincrby(run.key, "read", len(page.ids))
     pipe.hincrby(run.key, "already_rendered", rendered)
-    pipe.hset(run.key, "cursor", _json(page.cursor))
+    pipe.hset(run.key, "cursor", json.dumps(page.cursor))
     pipe.execute()
     run.cursor = page.cursor
 
@@ -259,10 +259,6 @@ def _ours(connection: redis.Redis, run_id: str, job_id: str) -> bool:
     job = fetch_job(connection, job_id)
     envelope = Envelope.of_job_args(job.args) if job is not None else None
     return envelope is not None and envelope.backfill_run == run_id
-
-
-def _json(value: object) -> str:
-    return json.dumps(value)
 
 
 def _text(value: object) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 
+from devkit.pdfwrite import assemble
+
 # ISO 32000-1, 7.6.3.3, algorithm 2, step (a): the padding string.
 PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
 FILE_ID = hashlib.md5(b"offload test pdf").digest()
@@ -54,22 +56,6 @@ def _security(user_password: bytes, owner_password: bytes, permissions: int) -> 
 def _object_key(key: bytes, number: int) -> bytes:
     """Algorithm 1: the key for one object's strings and streams (generation 0)."""
     return hashlib.md5(key + number.to_bytes(3, "little") + b"\x00\x00").digest()[: len(key) + 5]
-
-
-def assemble(objects: list[bytes], trailer: str = "") -> bytes:
-    """A PDF file of these objects (numbered from 1; object 1 is the catalog): header, bodies, a classic
-    cross-reference table and a trailer with ``trailer`` added to its dictionary."""
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer} >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
 
 
 def minimal_pdf(pages: int = 1, *, media_box: tuple[float, float, float, float] = (0, 0, 595, 842),
