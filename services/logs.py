@@ -52,16 +52,6 @@ def log_context(**values: Any) -> contextlib.AbstractContextManager[None]:
     return _Bound({k: v for k, v in values.items() if v is not None})
 
 
-def bind(**values: Any) -> None:
-    """Add ids to the current context (for the rest of the current request or job)."""
-    _context.set({**(_context.get() or {}), **{k: v for k, v in values.items() if v is not None}})
-
-
-def current_context() -> dict[str, Any]:
-    """The ids bound right now."""
-    return dict(_context.get() or {})
-
-
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",

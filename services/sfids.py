@@ -64,14 +64,6 @@ def to_18(value: str) -> str:
     return normalized
 
 
-def same_id(a: str, b: str) -> bool:
-    """True when two Ids (either form) name the same record."""
-    try:
-        return to_18(a) == to_18(b)
-    except ValueError:
-        return False
-
-
 def key_prefix(value: str) -> str:
     """The first three characters, which name the object type (``068`` ContentVersion, ``001`` Account)."""
     return value[:3]

@@ -13,6 +13,9 @@ from services.errors import ConfigError
 DEFAULT_VARIANTS_SPEC = "large:1600:jpeg,medium:800:webp,thumb:200:jpeg"
 RENDITION_FORMATS = ("jpeg", "webp", "png")
 """What a rendition can be encoded as (the workers' encoders: ``workers/imaging/ops.py``)."""
+NAME_MAX = 40
+"""Length of ``ContentVersion.Offload_Variant__c`` (``apex/.../Offload_Variant__c.field-meta.xml``), which holds
+the name: a longer one would fail every write-back with STRING_TOO_LONG, so it is refused at start-up."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def parse_variants(spec: str, variable: str = "OFFLOAD_IMAGE_VARIANTS", *, examp
             fmt = "jpeg"
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise bad(f"{item!r} needs a name made of letters, digits, '-' or '_'")
+        if len(name) > NAME_MAX:
+            raise bad(f"the name {name!r} is longer than {NAME_MAX} characters (Offload_Variant__c holds {NAME_MAX})")
         if name in seen:
             raise bad(f"the name {name!r} is used twice")
         if not px.isdigit() or int(px) <= 0:

@@ -120,10 +120,8 @@ def envelope_of(job: Job) -> dict[str, Any]:
 
 def exception_text(job: Job) -> str | None:
     """The traceback RQ stored for the job's latest failure."""
-    latest = job.latest_result()
-    if latest is not None and latest.exc_string:
-        return latest.exc_string
-    return job._exc_info or None
+    latest = job.latest_result()  # rq 2 keeps a failure's traceback in its Result, not on the job
+    return latest.exc_string if latest is not None and latest.exc_string else None
 
 
 _EXC_HEAD = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<cls>[A-Za-z_]\w*)$")

@@ -32,11 +32,6 @@ ContentVersion supports upsert(), i.e. external ID fields
 and "the Unique attribute prevents the creation of duplicates"
 (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_upsert_patch.htm)."""
 
-VARIANT_MAX = 40
-"""Length of ``Offload_Variant__c`` (apex/force-app/.../Offload_Variant__c.field-meta.xml): a longer variant name
-fails STRING_TOO_LONG on every retry."""
-
-
 CALLS_PER_FILE = 3
 """Salesforce API calls a rendition job spends on one file besides its completion event: the Composite lookup,
 the download and the one insert (``workers/renditions.py``)."""

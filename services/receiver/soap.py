@@ -91,7 +91,7 @@ class Notification:
 class OutboundMessage:
     """The whole envelope. ``session_id`` is excluded from ``repr`` so logging a message cannot leak it."""
 
-    # As sent, 15 or 18 chars; compare with services.sfids.same_id ("Considerations for Security").
+    # As sent, 15 or 18 chars; compare in 18-char form (services.sfids.to_18).
     organization_id: str
     action_id: str
     session_id: str | None = field(repr=False)  # None when <SessionId xsi:nil="true"/>; NEVER log it

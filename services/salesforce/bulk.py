@@ -65,10 +65,6 @@ def query_job(sf: SalesforceClient, job_id: str) -> QueryJob:
     return QueryJob.of(sf.send("GET", f"{JOBS}/{job_id}").json())
 
 
-def abort_query_job(sf: SalesforceClient, job_id: str) -> QueryJob:
-    return QueryJob.of(sf.send("PATCH", f"{JOBS}/{job_id}", json={"state": "Aborted"}).json())
-
-
 def results_page(sf: SalesforceClient, job_id: str, *, locator: str | None, max_records: int) -> ResultsPage:
     """One page of a completed job's results, ``max_records`` rows at most."""
     params: dict[str, Any] = {"maxRecords": max_records}

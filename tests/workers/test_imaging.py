@@ -46,7 +46,8 @@ def test_parse_variants_default_spec():
 
 @pytest.mark.parametrize(
     "spec",
-    ["a:10:jpeg,a:20:png", "a:0:jpeg", "a:-5:jpeg", "a:ten:jpeg", "a:10:gif", "a:10", "a:10:jpeg,", "", ":10:png"],
+    ["a:10:jpeg,a:20:png", "a:0:jpeg", "a:-5:jpeg", "a:ten:jpeg", "a:10:gif", "a:10", "a:10:jpeg,", "", ":10:png",
+     "x" * 41 + ":10:png"],
 )
 def test_parse_variants_rejects_bad_specs(spec):
     with pytest.raises(ConfigError, match="OFFLOAD_IMAGE_VARIANTS"):
