@@ -114,6 +114,7 @@ def register_admin_blueprints(app: Flask, state: OrgState) -> None:
 
 def _before(state: OrgState) -> Response | None:
     path = request.path
+    state.client_connections.add((request.environ.get("REMOTE_ADDR", ""), request.environ.get("REMOTE_PORT", "")))
     if path.startswith("/_emulator"):
         return None
     rule = state.faults.pick(request.method, path)

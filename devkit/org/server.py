@@ -10,6 +10,12 @@ Trusting it from requests: pass ``verify=<ca_bundle>`` per request, or use a Ses
 ``session.verify = ca_bundle`` *and* ``session.trust_env = False`` (``REQUESTS_CA_BUNDLE`` in
 the environment otherwise overrides ``session.verify``), or set ``REQUESTS_CA_BUNDLE`` to the
 bundle for the process.
+
+The server is cheroot (CherryPy's WSGI server), not werkzeug's development server: werkzeug answers every
+request with ``Connection: close``, where Salesforce keeps HTTPS connections open between requests (HTTP/1.1
+persistent connections, https://www.rfc-editor.org/rfc/rfc9112#section-9.3). An emulator that closed them would
+hide a client that opens a connection (and a TLS handshake) per call, and would charge every client that
+handshake on each call.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 
 import requests
 import trustme
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from .app import create_org_app
 from .config import OrgConfig
@@ -32,11 +39,9 @@ from .state import OrgState
 logger = logging.getLogger(__name__)
 
 
-class _LoggingHandler(WSGIRequestHandler):
-    """Access log through our logger (DEBUG) instead of werkzeug's stderr printing."""
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # werkzeug's signature
-        logger.debug("%s " + message, self.address_string(), *args)
+SERVER_THREADS = 32
+"""Requests served at once (cheroot keeps idle keep-alive connections off its threads, so this bounds busy ones:
+enough for a test's workers, web processes and slow-fault requests together)."""
 
 
 def _load_or_make_ca(state_dir: Path) -> trustme.CA:
@@ -74,7 +79,7 @@ class EmulatedOrg:
         self.state = state or OrgState(config, state_dir=state_dir)
         self.host, self.port = host, port
         self.ca_bundle = str(self.state.state_dir / "ca.pem")
-        self._server: BaseWSGIServer | None = None
+        self._server: wsgi.Server | None = None
         self._thread: threading.Thread | None = None
 
     # credentials -------------------------------------------------------------------------
@@ -103,17 +108,22 @@ class EmulatedOrg:
         return f"{self.base_url}/services/oauth2/token"
 
     # lifecycle ---------------------------------------------------------------------------
-    def _bind(self) -> BaseWSGIServer:
+    def _bind(self) -> wsgi.Server:
         ca = _load_or_make_ca(self.state.state_dir)
         leaf = ca.issue_cert("127.0.0.1", "localhost")
+        pem = self.state.state_dir / "server.pem"  # the adapter's constructor wants files; the context is ours
+        pem.touch(mode=0o600)
+        leaf.private_key_and_cert_chain_pem.write_to_path(str(pem))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         leaf.configure_cert(context)
-        app = create_org_app(self.state)
-        server = make_server(
-            self.host, self.port, app, threaded=True, ssl_context=context, request_handler=_LoggingHandler
-        )
-        self.port = server.server_port
+        server = wsgi.Server((self.host, self.port), create_org_app(self.state), numthreads=SERVER_THREADS,
+                             server_name="localhost")
+        adapter = BuiltinSSLAdapter(str(pem), str(pem))
+        adapter.context = context
+        server.ssl_adapter = adapter
+        server.prepare()  # binds; a port of 0 becomes the one the kernel chose
+        self.port = server.bind_addr[1]
         self.state.base_url = f"https://127.0.0.1:{self.port}"
         return server
 
@@ -129,9 +139,7 @@ class EmulatedOrg:
             return self
         self.listen()
         assert self._server is not None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="devorg-https", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve, name="devorg-https", daemon=True)
         self._thread.start()
         logger.info("org emulator at %s (CA %s)", self.base_url, self.ca_bundle)
         return self
@@ -141,16 +149,15 @@ class EmulatedOrg:
         self.listen()
         assert self._server is not None
         try:
-            self._server.serve_forever()
+            self._server.serve()
         finally:
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None

@@ -91,6 +91,9 @@ class OrgState:
         self._fields: dict[str, dict[str, str]] = {}
         self.events: list[dict[str, Any]] = []
         self.api_calls = 0
+        #: The client ends (address, port) of the connections requests came in on: one per TCP connection, so a
+        #: test can tell a client that keeps its connections from one that opens one per call.
+        self.client_connections: set[tuple[str, str]] = set()
         #: When each ContentVersion was published (epoch s), for the rolling 24 h ContentPublicationLimit.
         self.content_publications: collections.deque[float] = collections.deque()
         self.query_cursors: dict[str, tuple[list[dict], int, int]] = {}

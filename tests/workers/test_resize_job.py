@@ -53,6 +53,22 @@ def test_a_photo_gets_three_renditions_on_its_record(org, worker_env, redis_conn
     assert len(links) == 4, "the source and its three renditions all show on the record"
 
 
+def test_a_work_process_keeps_its_salesforce_connection_across_jobs(org, worker_env, redis_conn, run_jobs) -> None:
+    """Each call on a new connection costs a TCP and a TLS handshake (round trips to Salesforce, CPU on both
+    ends); one work process's jobs share one session and its kept-alive connection."""
+    account = create_record(org, "Account", Name="3 Quay Street")
+    photos = [upload_file(org, account, photo_jpeg(400, 300), f"quay-{i}.jpg") for i in range(3)]
+    for i, source in enumerate(photos):
+        enqueue(redis_conn, {"contentVersionId": source}, f"keep-{i}")
+    seen, calls = set(org.state.client_connections), org.state.api_calls
+    run_jobs()
+    opened = {(host, port) for host, port in org.state.client_connections - seen if port}  # not in-process calls
+    calls = org.state.api_calls - calls
+    assert all(len(renditions_of(org, source)) == 3 for source in photos)
+    assert calls >= 12, "four calls per photo at least"
+    assert len(opened) == 1, f"{calls} calls of three jobs came on {len(opened)} connections, not one"
+
+
 def test_the_completion_event_is_published(org, worker_env, redis_conn, run_jobs) -> None:
     account = create_record(org, "Account", Name="Event")
     source = upload_file(org, account, photo_jpeg(900, 600), "e.jpg")

@@ -105,3 +105,37 @@ def test_a_production_host_that_merely_mentions_cs_keeps_the_login_audience() ->
 )
 def test_a_session_id_only_goes_to_salesforce_hosts(instance: str, allowed: bool) -> None:
     assert session_host_allowed(instance, "https://login.salesforce.com") is allowed
+
+
+def test_the_shared_session_keeps_no_cookies(worker_settings: Settings) -> None:
+    """One session serves every job of a work process, whoever each runs as: a cookie one answer sets (Salesforce
+    sets ``BrowserId``) must not ride along on another job's calls."""
+    import http.server
+    import threading
+
+    from services.salesforce.client import http_session
+
+    class SetsCookie(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen = self.headers.get("Cookie") or ""
+            self.send_response(200)
+            self.send_header("Set-Cookie", "BrowserId=abc; Path=/")
+            self.send_header("Content-Length", str(len(seen)))
+            self.end_headers()
+            self.wfile.write(seen.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SetsCookie)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = http_session(worker_settings)
+        assert http_session(worker_settings) is session, "one session per process"
+        url = f"http://127.0.0.1:{server.server_port}/"
+        assert session.get(url).text == ""
+        assert session.get(url).text == "", "the cookie the first answer set was not sent back"
+        assert not session.cookies
+    finally:
+        server.shutdown()
+        server.server_close()
