@@ -185,7 +185,7 @@ def scaling(jobs: int) -> int:
     print(f"concurrency 2 / concurrency 1: {rates[2] / rates[1]:.2f}x (goal >= 1.7x)")
     print(f"end to end vs the 2-process pipeline measured above, concurrency 2: {rates[2] / both:.0%}")
     print(f"end to end vs ceiling, concurrency 2: {rates[2] / (2 * one_core):.0%} (goal >= 70 %); "
-          f"concurrency 3 on the same 2 cores (a job's Salesforce round trips leave its core idle): "
+          f"concurrency 3 on the same 2 cores (more processes than cores, to fill a job's waits on Salesforce): "
           f"{rates[3] / (2 * one_core):.0%}, {rates[3] / rates[1]:.2f}x concurrency 1")
     return 0
 
