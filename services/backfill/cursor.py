@@ -14,7 +14,7 @@ Two ways to read, chosen once per run from Salesforce's count at the start (:fun
   (https://developer.salesforce.com/docs/atlas.en-us.224.0.api_bulk_v2.meta/api_bulk_v2/queries.htm), and
   5 calls read 50,000 Ids where REST takes 25.
 
-Each page is then checked for files that already have renditions (:func:`without_renditions`); those are
+Each page is then checked for files that already have their renditions (:func:`without_renditions`); those are
 skipped and counted, never queued.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from services.backfill.selection import Selection
 from services.errors import BackfillError, SalesforcePermanentError
-from services.processes.renditions import RENDITION_MARKER_FIELD
+from services.processes.renditions import RENDITION_MARKER_FIELD, VARIANT_FIELD
 from services.salesforce import bulk
 from services.salesforce.client import SalesforceClient
 from services.sfids import to_18
@@ -96,14 +96,21 @@ def _bulk_page(sf: SalesforceClient, selection: Selection, cursor: dict[str, Any
     return Page(ids, {**cursor, "locator": results.locator, "done": results.locator is None})
 
 
-def without_renditions(sf: SalesforceClient, ids: list[str]) -> tuple[list[str], int]:
-    """The Ids that have no rendition yet (in order), and how many do."""
-    rendered: set[str] = set()
+def without_renditions(sf: SalesforceClient, ids: list[str], wanted: frozenset[str] | None = None
+                       ) -> tuple[list[str], int]:
+    """The Ids still to render (in order), and how many are done.
+
+    A file is done when it has every rendition in ``wanted`` (variant names), or any rendition when ``wanted``
+    is None. The job renders only what is missing, so a file with some renditions costs only those.
+    """
+    have: dict[str, set[str]] = {}
     for start in range(0, len(ids), RENDITION_CHECK_CHUNK):
         chunk = ids[start:start + RENDITION_CHECK_CHUNK]
         quoted = ", ".join(f"'{i}'" for i in chunk)
-        rows = sf.query(f"SELECT {RENDITION_MARKER_FIELD} FROM ContentVersion "
+        rows = sf.query(f"SELECT {RENDITION_MARKER_FIELD}, {VARIANT_FIELD} FROM ContentVersion "
                         f"WHERE {RENDITION_MARKER_FIELD} IN ({quoted})")
-        rendered.update(to_18(str(row[RENDITION_MARKER_FIELD])) for row in rows if row.get(RENDITION_MARKER_FIELD))
-    keep = [i for i in ids if i not in rendered]
+        for row in rows:
+            if row.get(RENDITION_MARKER_FIELD):
+                have.setdefault(to_18(str(row[RENDITION_MARKER_FIELD])), set()).add(str(row.get(VARIANT_FIELD) or ""))
+    keep = [i for i in ids if i not in have or (wanted is not None and not wanted <= have[i])]
     return keep, len(ids) - len(keep)

@@ -135,7 +135,7 @@ def _step(connection: redis.Redis, settings: Settings, run: Run, sf: Callable[[]
     _refresh_figures(connection, sf)
     held = _api_margin_reached(connection)
     if not held and counts.pending < budget and not run.cursor.get("done"):
-        _read_page(connection, run, sf())
+        _read_page(connection, settings, run, sf())
     ids = [_text(i) for i in connection.lrange(runs.pending_key(run.id), 0, budget - 1)] if not held else []
     if ids:
         # Only files to queue need the file cap's room: a run whose files all have renditions still reads to the end.
@@ -202,10 +202,12 @@ def _file_margin_reached(connection: redis.Redis, settings: Settings, run: Run, 
     return ""
 
 
-def _read_page(connection: redis.Redis, run: Run, sf: SalesforceClient) -> None:
-    """Advance the cursor one page; the candidates without renditions join the pending list, in one transaction."""
+def _read_page(connection: redis.Redis, settings: Settings, run: Run, sf: SalesforceClient) -> None:
+    """Advance the cursor one page; the candidates still to render join the pending list, in one transaction."""
     page = cursor.next_page(sf, run.selection, run.mode, run.cursor)
-    keep, rendered = cursor.without_renditions(sf, page.ids) if page.ids else ([], 0)
+    names = run.selection.declaration.rendition_names
+    wanted = names(settings) if names is not None else None
+    keep, rendered = cursor.without_renditions(sf, page.ids, wanted) if page.ids else ([], 0)
     pipe = connection.pipeline()
     if keep:
         pipe.rpush(runs.pending_key(run.id), *keep)

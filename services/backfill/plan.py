@@ -61,7 +61,8 @@ def make_plan(connection: redis.Redis, settings: Settings, sf: SalesforceClient,
     process = selection.declaration
     candidates = sf.count(selection.count_soql())
     sample = sf.query_page(selection.soql()).records[:EXACT_UP_TO] if candidates else []
-    _, rendered = cursor.without_renditions(sf, [str(r["Id"]) for r in sample])
+    wanted = process.rendition_names(settings) if process.rendition_names is not None else None
+    _, rendered = cursor.without_renditions(sf, [str(r["Id"]) for r in sample], wanted)
     exact = candidates <= len(sample)
     already = rendered if exact else round(candidates * rendered / max(1, len(sample)))
     to_process = max(0, candidates - already)

@@ -50,6 +50,10 @@ class Process:
             estimate).
         renditions_per_file: How many files (ContentVersions) one source file becomes at most, under these settings:
             what a backfill reserves of the org's daily file cap per file. 1 for a process that writes one.
+        rendition_names: The ``Offload_Variant__c`` names one source file gets under these settings, when they are
+            known before rendering: a backfill then takes a file that lacks any of them (a variant added to
+            ``OFFLOAD_IMAGE_VARIANTS`` reaches the files made before it). None (a document's page count is only
+            known by reading it): a file with any rendition is done.
         file_types: The file extensions (lower case, no dot) of the uploads this process is for: the Apex
             upload trigger routes a new file to the process listing its type (kept equal to its table by
             ``tests/core/test_file_types.py``). Empty: Salesforce never starts it on an upload by itself.
@@ -70,6 +74,7 @@ class Process:
     file_payload: Callable[[str], dict[str, Any]] | None = None
     calls_per_file: int = 1
     renditions_per_file: Callable[[Settings], int] = lambda settings: 1
+    rendition_names: Callable[[Settings], frozenset[str]] | None = None
     agent_action: bool = False
 
     def __post_init__(self) -> None:

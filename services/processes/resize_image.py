@@ -86,5 +86,6 @@ PROCESS = Process(
     file_payload=file_payload,
     calls_per_file=CALLS_PER_FILE,
     renditions_per_file=lambda settings: len(settings.image_variants),
+    rendition_names=lambda settings: frozenset(v.name for v in settings.image_variants),
     agent_action=True,
 )

@@ -12,6 +12,7 @@ from services.backfill.selection import Selection
 from services.errors import BackfillAlreadyRunning, BackfillSelectionInvalid
 from services.salesforce.client import integration_client
 from services.settings import Settings
+from services.variants import DEFAULT_VARIANTS_SPEC, parse_variants
 from tests.support.images import photo_jpeg
 from tests.support.orgtools import create_record, renditions_of, upload_file
 
@@ -285,3 +286,29 @@ def test_a_run_whose_jobs_vanished_without_an_outcome_still_ends_and_says_so(
     ended = runs.load(redis_conn, run.id)
     assert ended is not None and ended.state == runs.FINISHED
     assert "30 jobs ended without reporting an outcome" in ended.reason
+
+
+def test_a_variant_added_to_the_settings_reaches_the_files_made_before_it(
+        redis_conn: redis.Redis, settings: Settings, run_jobs: Any, org: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator adds a size to OFFLOAD_IMAGE_VARIANTS: a backfill gives every old photo that size only."""
+    from workers import runner
+
+    seeded = _seeded(org, records=2, files_per_record=6, mix={"jpg": 1}, rendered_fraction=1.0)
+    photos = sorted(_images(seeded))
+    assert sorted(seeded.rendered_source_ids) == photos
+    before = {p: {r["Offload_Variant__c"]: r["Id"] for r in renditions_of(org, p)} for p in photos}
+
+    unchanged = drain(redis_conn, settings, run_jobs, start(redis_conn, settings, Selection.parse("resize-image")).id)
+    assert unchanged.counts.enqueued == 0 and unchanged.counts.already_rendered == len(photos)
+
+    spec = f"{DEFAULT_VARIANTS_SPEC},xl:120:jpeg"
+    monkeypatch.setenv("OFFLOAD_IMAGE_VARIANTS", spec)
+    runner.worker_settings.cache_clear()  # the in-process worker reads its settings once, as a dyno does
+    wider = settings.replace(image_variants=parse_variants(spec))
+    ended = drain(redis_conn, wider, run_jobs, start(redis_conn, wider, Selection.parse("resize-image")).id)
+    assert ended.state == runs.FINISHED, ended.reason
+    assert ended.counts.enqueued == len(photos) and ended.counts.done == len(photos), ended.counts
+    for photo in photos:
+        after = {r["Offload_Variant__c"]: r["Id"] for r in renditions_of(org, photo)}
+        assert sorted(after) == ["large", "medium", "thumb", "xl"]
+        assert {k: after[k] for k in before[photo]} == before[photo], "the old renditions are the same files"
