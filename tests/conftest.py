@@ -15,13 +15,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from rq import SimpleWorker
 
 from devkit.embedded_redis import EmbeddedRedis
 from services.queue import SERIALIZER, make_queue, redis_from_url
 from services.settings import Settings
 from services.sfids import to_18
 from tests.support.receiver import OUTBOUND_TOKEN
+from tests.support.rqworker import InProcessTestWorker
 
 TEST_ORG_ID = "00D5g000000Xk2PEAS"
 TEST_SECRET = "test-secret-0123456789abcdef"
@@ -97,12 +97,12 @@ def client(app):  # Flask test client
 
 @pytest.fixture
 def run_jobs(redis_conn: redis.Redis):
-    """Run every queued job in this process (SimpleWorker, burst); returns how many ran."""
+    """Run every queued job in this process (rq's SimpleWorker, burst: tests/support/rqworker.py); returns how many ran."""
     from services.processes import PROCESSES
 
     def run(queues: list[str] | None = None) -> None:
         names = queues or [p.queue for p in PROCESSES.values()]
-        worker = SimpleWorker([make_queue(n, redis_conn) for n in names], connection=redis_conn,
+        worker = InProcessTestWorker([make_queue(n, redis_conn) for n in names], connection=redis_conn,
                               serializer=SERIALIZER)
         worker.work(burst=True, with_scheduler=False)
 

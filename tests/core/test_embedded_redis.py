@@ -7,18 +7,18 @@ import sys
 
 import pytest
 import redis
-from rq import SimpleWorker
 
 from devkit import embedded_redis
 from devkit.embedded_redis import EmbeddedRedis
 from services.queue import SERIALIZER, make_queue
+from tests.support.rqworker import InProcessTestWorker
 
 
 def _runs_an_rq_job(url: str) -> None:
     connection = redis.Redis.from_url(url)
     queue = make_queue("embedded-check", connection)
     job = queue.enqueue("os.path.join", "a", "b")
-    SimpleWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
+    InProcessTestWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
     assert job.latest_result().return_value == "a/b"
     connection.close()
 

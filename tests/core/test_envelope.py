@@ -45,13 +45,14 @@ def test_anything_else_is_a_permanent_malformed_envelope(raw: object) -> None:
 
 
 def test_a_worker_fails_a_malformed_job_at_once_without_retrying(redis_conn) -> None:  # type: ignore[no-untyped-def]
-    from rq import Retry, SimpleWorker
+    from rq import Retry
 
     from services.queue import JOB_FUNCTION, SERIALIZER, make_queue
+    from tests.support.rqworker import InProcessTestWorker
 
     queue = make_queue("resize-image", redis_conn)
     job = queue.enqueue(JOB_FUNCTION, {"payload": {}}, retry=Retry(max=3))
-    SimpleWorker([queue], connection=redis_conn, serializer=SERIALIZER).work(burst=True)
+    InProcessTestWorker([queue], connection=redis_conn, serializer=SERIALIZER).work(burst=True)
     job.refresh()
     assert job.get_status() == "failed" and job.retries_left == 0
     assert job.meta["error_code"] == "MALFORMED_ENVELOPE"

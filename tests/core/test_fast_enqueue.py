@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import redis
 import rq
-from rq import Queue, Retry, SimpleWorker
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
 from services.errors import EnqueueFailed
 from services.queue import JOB_FUNCTION, SERIALIZER, Delivery, admit, fetch_job, make_queue, rqcompat
 from services.queue.loopguard import mark_own_output, own_output_key
+from tests.support.rqworker import InProcessTestWorker
 
 CV = "0685g00000XyZaBAAV"
 TIME_FIELDS = {"created_at", "enqueued_at"}
@@ -126,7 +127,7 @@ def test_a_real_worker_runs_the_job(redis_conn: redis.Redis, monkeypatch: pytest
     seen: list[dict[str, Any]] = []
     monkeypatch.setattr(workers.runner, "execute", lambda envelope: seen.append(envelope) or {"ok": True})
     [outcome] = admit(redis_conn, [_delivery("k3")], dedupe_ttl=90000)
-    worker = SimpleWorker([make_queue("resize-image", redis_conn)], connection=redis_conn, serializer=SERIALIZER)
+    worker = InProcessTestWorker([make_queue("resize-image", redis_conn)], connection=redis_conn, serializer=SERIALIZER)
     assert worker.work(burst=True, with_scheduler=False)
     assert seen == [_delivery("k3").envelope]
     job = Job.fetch(outcome.job_id, connection=redis_conn, serializer=SERIALIZER)
@@ -145,7 +146,7 @@ def test_a_failing_job_is_retried_with_the_stored_intervals(redis_conn: redis.Re
     queue = make_queue("resize-image", redis_conn)
     first_interval = json.loads(redis_conn.hget(f"rq:job:{outcome.job_id}", "retry_intervals"))[0]
     before = datetime.now(UTC)
-    SimpleWorker([queue], connection=redis_conn, serializer=SERIALIZER).work(burst=True, with_scheduler=False)
+    InProcessTestWorker([queue], connection=redis_conn, serializer=SERIALIZER).work(burst=True, with_scheduler=False)
     job = Job.fetch(outcome.job_id, connection=redis_conn, serializer=SERIALIZER)
     assert job.get_status() == JobStatus.SCHEDULED, DRIFT  # retry scheduled after the first interval
     assert job.retries_left == 1, DRIFT
@@ -160,7 +161,7 @@ def test_a_job_without_retries_fails_at_once(redis_conn: redis.Redis, monkeypatc
     monkeypatch.setattr(workers.runner, "execute", lambda envelope: 1 / 0)
     [outcome] = admit(redis_conn, [_delivery("k5", retries=0)], dedupe_ttl=90000)
     assert b"retries_left" not in redis_conn.hkeys(f"rq:job:{outcome.job_id}")
-    SimpleWorker([make_queue("resize-image", redis_conn)], connection=redis_conn,
+    InProcessTestWorker([make_queue("resize-image", redis_conn)], connection=redis_conn,
                  serializer=SERIALIZER).work(burst=True, with_scheduler=False)
     assert fetch_job(redis_conn, outcome.job_id).get_status() == JobStatus.FAILED
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import redis
-from rq import SimpleWorker
 from rq.job import Job
 
 from services.queue import SERIALIZER, Delivery, admit, fetch_job, make_queue
 from services.settings import Settings
 from tests.support.ops import PASSWORD, QUEUE, SESSION_REF, build_app, envelope
+from tests.support.rqworker import InProcessTestWorker
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def work(redis_conn: redis.Redis) -> Callable[[], None]:
     """Run every queued job of QUEUE in this process (burst)."""
 
     def run() -> None:
-        worker = SimpleWorker([make_queue(QUEUE, redis_conn)], connection=redis_conn, serializer=SERIALIZER)
+        worker = InProcessTestWorker([make_queue(QUEUE, redis_conn)], connection=redis_conn, serializer=SERIALIZER)
         worker.work(burst=True, with_scheduler=False)
 
     return run
