@@ -97,7 +97,7 @@ def client(app):  # Flask test client
 
 @pytest.fixture
 def run_jobs(redis_conn: redis.Redis):
-    """Run every queued job in this process (rq's SimpleWorker, burst: tests/support/rqworker.py); returns how many ran."""
+    """Run every queued job in this process (burst; the worker: tests/support/rqworker.py); returns how many ran."""
     from services.processes import PROCESSES
 
     def run(queues: list[str] | None = None) -> None:
