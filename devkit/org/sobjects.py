@@ -21,7 +21,8 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, send_file
+from flask import Blueprint, Response, current_app, request
+from werkzeug.wsgi import wrap_file
 
 from services import sfids
 
@@ -34,6 +35,9 @@ from .state import OrgState
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("devorg_sobjects", __name__)
+
+
+DOWNLOAD_CHUNK = 1 << 20
 
 
 def _state() -> OrgState:
@@ -226,7 +230,12 @@ def blob_or_external(version: str, sobject: str, first: str, second: str) -> Res
         if canonical != "ContentVersion" or second.lower() != "versiondata":
             raise sferrors.not_found()
         path = files.version_data_path(state, first)
-        return send_file(path, mimetype="application/octet-stream", conditional=False, etag=False)
+        # 1 MiB per write, not werkzeug's 8 KiB: a photo's bytes in a few writes instead of hundreds, each of
+        # which costs this (Python) server a trip through its stream and TLS layers.
+        response = Response(wrap_file(request.environ, path.open("rb"), buffer_size=DOWNLOAD_CHUNK),
+                            mimetype="application/octet-stream", direct_passthrough=True)
+        response.content_length = path.stat().st_size
+        return response
     matches = state.find(canonical, **{first: second})
     if not matches:
         raise sferrors.not_found()
